@@ -1,0 +1,375 @@
+/* aeolusd.c -- the realtime daemon: command line, start-up, the loop,
+ * signals and shutdown.
+ *
+ * Start-up order: configuration (defaults, profile, file, environment,
+ * flags), logging, the listening socket, daemonizing and privilege drop,
+ * then the event base and the modules on it. Everything runs on one libevent
+ * loop with three priorities: 0 (unused so far), 1 for I/O and timers, and 2
+ * for the passes that flush output and free what was closed (ws.c, eio.c). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <netdb.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "conformance.h"
+#include "eio.h"
+#include "http.h"
+#include "log.h"
+#include "sio.h"
+#include "util.h"
+#include "ws.h"
+
+static struct config cfg;
+static struct event_base *base;
+static struct event *shutdown_timer;
+static unsigned long long shutdown_deadline;
+static int shutting_down;
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: aeolusd [options]\n"
+		"  -c, --config FILE       read FILE (INI, see aeolus.conf(5))\n"
+		"  -d, --daemonize         detach from the terminal\n"
+		"  -p, --port PORT         listen on PORT (default 3000)\n"
+		"  -b, --bind ADDR         listen on ADDR (default 0.0.0.0)\n"
+		"  -P, --profile NAME      vocabulary profile (aeolus, conformance)\n"
+		"  -l, --log-level LEVEL   error, warn, info or debug\n"
+		"      --pid-file FILE     write the process id to FILE\n"
+		"  -s, --set KEY=VALUE     set any configuration key, e.g. engineio.ping_interval=10s\n"
+		"  -t, --check-config      validate, print the effective configuration, exit\n"
+		"  -v, --version           print the version and exit\n"
+		"  -h, --help              print this help and exit\n");
+}
+
+/* --- operator endpoints (to be extended: /stats, /metrics) --- */
+
+static enum MHD_Result on_root(struct http_req *req, const char *url, const char *method,
+                               const char *upload, size_t *upload_size, void *ud)
+{
+	char body[512];
+	if (strcmp(url, "/") == 0) {
+		snprintf(body, sizeof body,
+		         "{\"name\":\"aeolus\",\"version\":\"%s\",\"profile\":\"%s\"}",
+		         PACKAGE_VERSION, cfg.profile);
+		return http_reply_json(req->conn, MHD_HTTP_OK, body);
+	}
+	if (strcmp(url, "/health") == 0) {
+		struct eio_stats st;
+		eio_get_stats(&st);
+		snprintf(body, sizeof body,
+		         "{\"status\":\"ok\",\"store\":\"memory\",\"sessions\":%u}", st.sessions);
+		return http_reply_json(req->conn, MHD_HTTP_OK, body);
+	}
+	return http_reply_json(req->conn, MHD_HTTP_NOT_FOUND,
+	                       "{\"error\":\"not_found\",\"message\":\"no such resource\"}");
+}
+
+/* --- the default profile: Socket.IO with an open main namespace (the
+ * vocabulary of section 4 of the specification comes with the
+ * application layer) --- */
+
+static void default_connect(struct sio_socket *s, json_object *auth, void *ud)
+{
+	sio_accept(s);
+}
+
+static const struct sio_nsp_ops default_ops = { default_connect, NULL, NULL };
+
+static int default_start(void)
+{
+	struct sio_server *srv = sio_server_new(base, &cfg, cfg.path);
+	return srv && sio_nsp_add(srv, "/", &default_ops, NULL) ? 0 : -1;
+}
+
+/* --- start-up --- */
+
+static int listen_on(const char *addr, int port)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	                          .ai_flags = AI_PASSIVE | AI_NUMERICHOST };
+	struct addrinfo *res;
+	char portstr[16];
+	int fd = -1, one = 1;
+
+	snprintf(portstr, sizeof portstr, "%d", port);
+	int rc = getaddrinfo(addr, portstr, &hints, &res);
+	if (rc != 0) {
+		log_err("server.bind: cannot use address '%s': %s", addr, gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+		log_err("cannot listen on %s port %d: %s", addr, port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int daemonize(void)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	if (setsid() < 0)
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	int fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		if (cfg.log_target[0] == 's' && cfg.log_target[1] == 'y')
+			dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	return chdir("/");
+}
+
+static int write_pid_file(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		log_err("server.pid_file: %s: %s", path, strerror(errno));
+		return -1;
+	}
+	fprintf(f, "%d\n", (int)getpid());
+	return fclose(f);
+}
+
+static int drop_privileges(void)
+{
+	if (!cfg.user || !*cfg.user)
+		return 0;
+	struct passwd *pw = getpwnam(cfg.user);
+	if (!pw) {
+		log_err("server.user: no such user '%s'", cfg.user);
+		return -1;
+	}
+	gid_t gid = pw->pw_gid;
+	if (cfg.group && *cfg.group) {
+		struct group *gr = getgrnam(cfg.group);
+		if (!gr) {
+			log_err("server.group: no such group '%s'", cfg.group);
+			return -1;
+		}
+		gid = gr->gr_gid;
+	}
+	if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
+		log_err("cannot switch to user '%s': %s", cfg.user, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* --- signals and shutdown --- */
+
+static void on_shutdown_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct eio_stats st;
+	eio_get_stats(&st);
+	if ((ws_count() == 0 && st.sessions == 0) || mono_ms() >= shutdown_deadline) {
+		event_base_loopbreak(base);
+		return;
+	}
+	struct timeval tv = { 0, 20000 };
+	evtimer_add(shutdown_timer, &tv);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	if (sig == SIGHUP) {
+		log_info("SIGHUP: nothing to reload yet");
+		return;
+	}
+	if (shutting_down) {
+		log_warn("second signal: exiting now");
+		event_base_loopbreak(base);
+		return;
+	}
+	shutting_down = 1;
+	log_info("%s: shutting down (at most %ums)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+	         cfg.shutdown_timeout_ms);
+	http_quiesce();
+	eio_close_all("server shutting down");
+	shutdown_deadline = mono_ms() + cfg.shutdown_timeout_ms;
+	shutdown_timer = evtimer_new(base, on_shutdown_tick, NULL);
+	struct timeval tv = { 0, 20000 };
+	evtimer_add(shutdown_timer, &tv);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "daemonize", no_argument, NULL, 'd' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "bind", required_argument, NULL, 'b' },
+		{ "profile", required_argument, NULL, 'P' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "pid-file", required_argument, NULL, 1 },
+		{ "set", required_argument, NULL, 's' },
+		{ "check-config", no_argument, NULL, 't' },
+		{ "version", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct config_source *src = NULL, *flags = NULL;
+	size_t nsrc = 0, nflags = 0;
+	const char *file = NULL;
+	int check = 0, daemon = 0, opt;
+	char err[512], origin[64];
+
+	config_defaults(&cfg);
+	while ((opt = getopt_long(argc, argv, "c:dp:b:P:l:s:tvh", opts, NULL)) != -1) {
+		const char *key = NULL;
+		switch (opt) {
+		case 'c': file = optarg; break;
+		case 'd': daemon = 1; break;
+		case 't': check = 1; break;
+		case 'v': printf("aeolusd %s\n", PACKAGE_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		case 'p': key = "server.port"; break;
+		case 'b': key = "server.bind"; break;
+		case 'P': key = "server.profile"; break;
+		case 'l': key = "log.level"; break;
+		case 1: key = "server.pid_file"; break;
+		case 's': {
+			char *eq = strchr(optarg, '=');
+			if (!eq) {
+				fprintf(stderr, "aeolusd: --set: expected KEY=VALUE, got '%s'\n", optarg);
+				return 2;
+			}
+			*eq = '\0';
+			snprintf(origin, sizeof origin, "--set %s", optarg);
+			config_source_add(&flags, &nflags, origin, optarg, eq + 1);
+			break;
+		}
+		default: usage(stderr); return 2;
+		}
+		if (key) {
+			snprintf(origin, sizeof origin, "command line (%s)", key);
+			config_source_add(&flags, &nflags, origin, key, optarg);
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "aeolusd: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (file && config_read_file(file, &src, &nsrc, err, sizeof err) < 0) {
+		fprintf(stderr, "aeolusd: %s\n", err);
+		return 1;
+	}
+	config_read_env(&src, &nsrc);
+	for (size_t i = 0; i < nflags; i++)
+		config_source_add(&src, &nsrc, flags[i].origin, flags[i].key, flags[i].value);
+	config_sources_free(flags, nflags);
+	if (config_build(&cfg, src, nsrc, err, sizeof err) < 0) {
+		fprintf(stderr, "aeolusd: %s\n", err);
+		config_sources_free(src, nsrc);
+		return 1;
+	}
+	config_sources_free(src, nsrc);
+	if (file)
+		cfg.file = strdup(file);
+	if (cfg.workers > 1) {
+		fprintf(stderr, "aeolusd: server.workers > 1 needs the Redis store (not available yet)\n");
+		return 1;
+	}
+	if (check) {
+		config_dump(&cfg, stdout);
+		return 0;
+	}
+
+	log_set_level(cfg.log_level);
+	if (strcmp(cfg.log_target, "syslog") == 0)
+		log_use_syslog("aeolusd");
+	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
+
+	int fd = listen_on(cfg.bind, cfg.port);
+	if (fd < 0)
+		return 1;
+	if (daemon && daemonize() < 0) {
+		log_err("cannot daemonize: %s", strerror(errno));
+		return 1;
+	}
+	if (cfg.pid_file && *cfg.pid_file && write_pid_file(cfg.pid_file) < 0)
+		return 1;
+	if (drop_privileges() < 0)
+		return 1;
+
+	struct event_config *ec = event_config_new();
+	base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	if (!base || event_base_priority_init(base, 3) < 0) {
+		log_err("cannot create the event loop");
+		return 1;
+	}
+	ws_init(base);
+	eio_init(base, &cfg);
+	if (http_route("/", on_root, NULL) < 0)
+		return 1;
+	int rc = strcmp(cfg.profile, "conformance") == 0 ? conformance_start(base, &cfg)
+	                                                   : default_start();
+	if (rc < 0 || http_start(base, &cfg, fd) < 0) {
+		log_err("start-up failed");
+		return 1;
+	}
+
+	struct event *sigs[] = {
+		evsignal_new(base, SIGTERM, on_signal, NULL),
+		evsignal_new(base, SIGINT, on_signal, NULL),
+		evsignal_new(base, SIGHUP, on_signal, NULL),
+	};
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		event_add(sigs[i], NULL);
+
+	log_info("aeolusd %s listening on %s:%d, profile %s, path %s", PACKAGE_VERSION,
+	         cfg.bind, cfg.port, cfg.profile, cfg.path);
+	event_base_dispatch(base);
+
+	http_stop();
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		event_free(sigs[i]);
+	if (shutdown_timer)
+		event_free(shutdown_timer);
+	event_base_free(base);
+	if (cfg.pid_file && *cfg.pid_file)
+		unlink(cfg.pid_file);
+	log_info("stopped");
+	config_free(&cfg);
+	return 0;
+}

@@ -1,0 +1,485 @@
+/* config.c -- see config.h.
+ *
+ * One table describes every key; setting, validating and printing all walk
+ * it, so a new key is one line here plus its field in struct config. */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config.h"
+#include "log.h"
+
+#ifndef AEOLUS_DATADIR
+#define AEOLUS_DATADIR "/usr/local/share/aeolus"
+#endif
+
+enum ktype { K_STR, K_INT, K_BOOL, K_DURATION, K_SIZE, K_LOGLEVEL, K_PATH_PREFIX };
+
+struct key {
+	const char *name;            /* section.key */
+	enum ktype type;
+	size_t off;
+	long long min, max;          /* K_INT, K_DURATION (ms), K_SIZE */
+	int secret;
+};
+
+#define F(field) offsetof(struct config, field)
+
+static const struct key keys[] = {
+	{ "server.bind", K_STR, F(bind), 0, 0, 0 },
+	{ "server.port", K_INT, F(port), 0, 65535, 0 },
+	{ "server.profile", K_STR, F(profile), 0, 0, 0 },
+	{ "server.path", K_PATH_PREFIX, F(path), 0, 0, 0 },
+	{ "server.workers", K_INT, F(workers), 1, 256, 0 },
+	{ "server.pid_file", K_STR, F(pid_file), 0, 0, 0 },
+	{ "server.user", K_STR, F(user), 0, 0, 0 },
+	{ "server.group", K_STR, F(group), 0, 0, 0 },
+	{ "server.shutdown_timeout", K_DURATION, F(shutdown_timeout_ms), 0, 3600000, 0 },
+	{ "server.max_connections", K_INT, F(max_connections), 1, 1000000, 0 },
+	{ "server.max_connections_per_ip", K_INT, F(max_connections_per_ip), 0, 1000000, 0 },
+	{ "server.connection_memory", K_SIZE, F(connection_memory), 2048, 1 << 20, 0 },
+	{ "server.http_timeout", K_DURATION, F(http_timeout_ms), 1000, 3600000, 0 },
+	{ "server.data_dir", K_STR, F(data_dir), 0, 0, 0 },
+	{ "log.level", K_LOGLEVEL, F(log_level), 0, 0, 0 },
+	{ "log.target", K_STR, F(log_target), 0, 0, 0 },
+	{ "engineio.ping_interval", K_DURATION, F(ping_interval_ms), 10, 3600000, 0 },
+	{ "engineio.ping_timeout", K_DURATION, F(ping_timeout_ms), 10, 3600000, 0 },
+	{ "engineio.upgrade_timeout", K_DURATION, F(upgrade_timeout_ms), 10, 3600000, 0 },
+	{ "engineio.max_payload", K_SIZE, F(max_payload), 64, 100 << 20, 0 },
+	{ "socketio.connect_timeout", K_DURATION, F(connect_timeout_ms), 10, 3600000, 0 },
+	{ "socketio.max_attachments", K_INT, F(max_attachments), 0, 1000, 0 },
+	{ "websocket.max_queue", K_SIZE, F(ws_max_queue), 1024, 1 << 30, 0 },
+	{ "cors.origins", K_STR, F(cors_origins), 0, 0, 0 },
+	{ "cors.credentials", K_BOOL, F(cors_credentials), 0, 0, 0 },
+};
+
+/* The seeds' environment variables, each the alias of one key. */
+static const struct { const char *env, *key; } env_keys[] = {
+	{ "PORT", "server.port" },
+	{ "CORS_ORIGIN", "cors.origins" },
+	{ "LOG_LEVEL", "log.level" },
+	{ "WS_MAX_CONNECTIONS", "server.max_connections" },
+};
+
+static const struct key *find_key(const char *name)
+{
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+		if (strcmp(keys[i].name, name) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+int config_parse_duration_ms(const char *s, unsigned *ms)
+{
+	char *end;
+	errno = 0;
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	unsigned long long v = strtoull(s, &end, 10);
+	unsigned long long mul;
+	if (errno)
+		return -1;
+	if (*end == '\0' || strcmp(end, "s") == 0)
+		mul = 1000;
+	else if (strcmp(end, "ms") == 0)
+		mul = 1;
+	else if (strcmp(end, "m") == 0)
+		mul = 60000;
+	else if (strcmp(end, "h") == 0)
+		mul = 3600000;
+	else
+		return -1;
+	if (v > UINT_MAX / mul)
+		return -1;
+	*ms = (unsigned)(v * mul);
+	return 0;
+}
+
+int config_parse_size(const char *s, size_t *bytes)
+{
+	char *end;
+	errno = 0;
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	unsigned long long v = strtoull(s, &end, 10), mul = 1;
+	if (errno)
+		return -1;
+	if (*end == 'k' || *end == 'K')
+		mul = 1024, end++;
+	else if (*end == 'm' || *end == 'M')
+		mul = 1024 * 1024, end++;
+	if (*end || v > SIZE_MAX / mul)
+		return -1;
+	*bytes = (size_t)(v * mul);
+	return 0;
+}
+
+int config_parse_bool(const char *s, int *b)
+{
+	static const char *yes[] = { "yes", "on", "true", "1" }, *no[] = { "no", "off", "false", "0" };
+	for (int i = 0; i < 4; i++) {
+		if (strcasecmp(s, yes[i]) == 0)
+			return *b = 1, 0;
+		if (strcasecmp(s, no[i]) == 0)
+			return *b = 0, 0;
+	}
+	return -1;
+}
+
+static int set_str(char **field, const char *value)
+{
+	char *dup = strdup(value);
+	if (!dup)
+		return -1;
+	free(*field);
+	*field = dup;
+	return 0;
+}
+
+int config_set(struct config *c, const char *name, const char *value,
+               const char *origin, char *err, size_t errlen)
+{
+	const struct key *k = find_key(name);
+	char *field;
+	long long v;
+	char *end;
+
+	if (!k) {
+		snprintf(err, errlen, "%s: unknown key '%s'", origin, name);
+		return -1;
+	}
+	field = (char *)c + k->off;
+	switch (k->type) {
+	case K_STR:
+		if (set_str((char **)field, value) < 0)
+			goto oom;
+		return 0;
+	case K_PATH_PREFIX: {
+		/* "/socket.io", "socket.io/" and "/socket.io/" all mean "/socket.io/". */
+		char tmp[256];
+		const char *p = value;
+		while (*p == '/')
+			p++;
+		size_t n = strlen(p);
+		while (n && p[n - 1] == '/')
+			n--;
+		if (n == 0 || n > sizeof tmp - 3 || strpbrk(p, "?# \t")) {
+			snprintf(err, errlen, "%s: %s: not a valid path: '%s'", origin, name, value);
+			return -1;
+		}
+		snprintf(tmp, sizeof tmp, "/%.*s/", (int)n, p);
+		if (set_str((char **)field, tmp) < 0)
+			goto oom;
+		return 0;
+	}
+	case K_INT:
+		errno = 0;
+		v = strtoll(value, &end, 10);
+		if (errno || end == value || *end || v < k->min || v > k->max) {
+			snprintf(err, errlen, "%s: %s: expected an integer from %lld to %lld, got '%s'",
+			         origin, name, k->min, k->max, value);
+			return -1;
+		}
+		if (k->off == F(max_connections) || k->off == F(max_connections_per_ip))
+			*(unsigned *)field = (unsigned)v;
+		else
+			*(int *)field = (int)v;
+		return 0;
+	case K_BOOL:
+		if (config_parse_bool(value, (int *)field) < 0) {
+			snprintf(err, errlen, "%s: %s: expected yes or no, got '%s'", origin, name, value);
+			return -1;
+		}
+		return 0;
+	case K_DURATION: {
+		unsigned ms;
+		if (config_parse_duration_ms(value, &ms) < 0 || ms < k->min || ms > k->max) {
+			snprintf(err, errlen, "%s: %s: expected a duration from %lldms to %llds "
+			         "(e.g. 300ms, 20s, 5m), got '%s'", origin, name, k->min, k->max / 1000, value);
+			return -1;
+		}
+		*(unsigned *)field = ms;
+		return 0;
+	}
+	case K_SIZE: {
+		size_t b;
+		if (config_parse_size(value, &b) < 0 || (long long)b < k->min || (long long)b > k->max) {
+			snprintf(err, errlen, "%s: %s: expected a size from %lld to %lld bytes "
+			         "(k and m suffixes allowed), got '%s'", origin, name, k->min, k->max, value);
+			return -1;
+		}
+		*(size_t *)field = b;
+		return 0;
+	}
+	case K_LOGLEVEL: {
+		int l = log_level_parse(value);
+		if (l < 0) {
+			snprintf(err, errlen, "%s: %s: expected error, warn, info or debug, got '%s'",
+			         origin, name, value);
+			return -1;
+		}
+		*(int *)field = l;
+		return 0;
+	}
+	}
+	return 0;
+oom:
+	snprintf(err, errlen, "%s: out of memory", origin);
+	return -1;
+}
+
+void config_defaults(struct config *c)
+{
+	char err[256];
+	static const char *const defaults[][2] = {
+		{ "server.bind", "0.0.0.0" },
+		{ "server.port", "3000" },
+		{ "server.profile", "aeolus" },
+		{ "server.path", "/socket.io/" },
+		{ "server.workers", "1" },
+		{ "server.shutdown_timeout", "10s" },
+		{ "server.max_connections", "10000" },
+		{ "server.max_connections_per_ip", "0" },
+		{ "server.connection_memory", "8k" },
+		{ "server.http_timeout", "60s" },
+		{ "server.data_dir", AEOLUS_DATADIR },
+		{ "log.level", "info" },
+		{ "log.target", "stderr" },
+		{ "engineio.ping_interval", "25s" },
+		{ "engineio.ping_timeout", "20s" },
+		{ "engineio.upgrade_timeout", "10s" },
+		{ "engineio.max_payload", "1000000" },
+		{ "socketio.connect_timeout", "45s" },
+		{ "socketio.max_attachments", "10" },
+		{ "websocket.max_queue", "1m" },
+		{ "cors.origins", "*" },
+		{ "cors.credentials", "no" },
+	};
+	memset(c, 0, sizeof *c);
+	for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
+		if (config_set(c, defaults[i][0], defaults[i][1], "default", err, sizeof err) < 0)
+			log_err("%s", err);
+}
+
+void config_free(struct config *c)
+{
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+		if (keys[i].type == K_STR || keys[i].type == K_PATH_PREFIX)
+			free(*(char **)((char *)c + keys[i].off));
+	free(c->file);
+	memset(c, 0, sizeof *c);
+}
+
+int config_apply_profile(struct config *c, const char *name, char *err, size_t errlen)
+{
+	static const char *const conformance[][2] = {
+		{ "server.port", "3000" },
+		{ "engineio.ping_interval", "300ms" },
+		{ "engineio.ping_timeout", "200ms" },
+		{ "engineio.max_payload", "1000000" },
+		{ "socketio.connect_timeout", "1000ms" },
+		{ "cors.origins", "*" },
+	};
+	if (strcmp(name, "aeolus") == 0)
+		return 0;
+	if (strcmp(name, "conformance") == 0) {
+		for (size_t i = 0; i < sizeof conformance / sizeof conformance[0]; i++)
+			if (config_set(c, conformance[i][0], conformance[i][1], "profile", err, errlen) < 0)
+				return -1;
+		return 0;
+	}
+	snprintf(err, errlen, "unknown profile '%s' (known: aeolus, conformance)", name);
+	return -1;
+}
+
+int config_source_add(struct config_source **list, size_t *n, const char *origin,
+                      const char *key, const char *value)
+{
+	struct config_source *l = realloc(*list, (*n + 1) * sizeof *l);
+	if (!l)
+		return -1;
+	*list = l;
+	l[*n].origin = strdup(origin);
+	l[*n].key = strdup(key);
+	l[*n].value = strdup(value);
+	(*n)++;
+	return l[*n - 1].origin && l[*n - 1].key && l[*n - 1].value ? 0 : -1;
+}
+
+void config_sources_free(struct config_source *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free((char *)list[i].origin);
+		free((char *)list[i].key);
+		free((char *)list[i].value);
+	}
+	free(list);
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	char *e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+int config_read_file(const char *path, struct config_source **list, size_t *n,
+                     char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char line[4096], section[64] = "", origin[512], key[192];
+	int lineno = 0, rc = 0;
+
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof line, f)) {
+		lineno++;
+		snprintf(origin, sizeof origin, "%s:%d", path, lineno);
+		if (!strchr(line, '\n') && !feof(f)) {
+			snprintf(err, errlen, "%s: line too long", origin);
+			rc = -1;
+			break;
+		}
+		char *s = trim(line);
+		if (*s == '\0' || *s == '#' || *s == ';')
+			continue;
+		if (*s == '[') {
+			char *close = strchr(s, ']');
+			if (!close || close[1] != '\0' || close - s - 1 <= 0 ||
+			    (size_t)(close - s - 1) >= sizeof section) {
+				snprintf(err, errlen, "%s: malformed section header", origin);
+				rc = -1;
+				break;
+			}
+			*close = '\0';
+			snprintf(section, sizeof section, "%s", trim(s + 1));
+			continue;
+		}
+		char *eq = strchr(s, '=');
+		if (!eq) {
+			snprintf(err, errlen, "%s: expected 'key = value'", origin);
+			rc = -1;
+			break;
+		}
+		*eq = '\0';
+		char *k = trim(s), *v = trim(eq + 1);
+		if (!*section) {
+			snprintf(err, errlen, "%s: key '%s' outside a [section]", origin, k);
+			rc = -1;
+			break;
+		}
+		/* A value may be quoted to keep leading or trailing spaces. */
+		size_t vl = strlen(v);
+		if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+			v[vl - 1] = '\0';
+			v++;
+		}
+		snprintf(key, sizeof key, "%s.%s", section, k);
+		if (!find_key(key)) {
+			snprintf(err, errlen, "%s: unknown key '%s' in section [%s]", origin, k, section);
+			rc = -1;
+			break;
+		}
+		if (config_source_add(list, n, origin, key, v) < 0) {
+			snprintf(err, errlen, "%s: out of memory", origin);
+			rc = -1;
+			break;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+int config_read_env(struct config_source **list, size_t *n)
+{
+	char origin[64];
+	for (size_t i = 0; i < sizeof env_keys / sizeof env_keys[0]; i++) {
+		const char *v = getenv(env_keys[i].env);
+		if (!v || !*v)
+			continue;
+		snprintf(origin, sizeof origin, "environment %s", env_keys[i].env);
+		if (config_source_add(list, n, origin, env_keys[i].key, v) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int config_build(struct config *c, struct config_source *list, size_t n,
+                 char *err, size_t errlen)
+{
+	const char *profile = c->profile;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(list[i].key, "server.profile") == 0)
+			profile = list[i].value;
+	if (config_apply_profile(c, profile, err, errlen) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (config_set(c, list[i].key, list[i].value, list[i].origin, err, errlen) < 0)
+			return -1;
+	if (strcmp(c->log_target, "stderr") != 0 && strcmp(c->log_target, "syslog") != 0) {
+		snprintf(err, errlen, "log.target: expected stderr or syslog, got '%s'", c->log_target);
+		return -1;
+	}
+	return 0;
+}
+
+void config_dump(const struct config *c, FILE *out)
+{
+	char section[64] = "";
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		const struct key *k = &keys[i];
+		const char *dot = strchr(k->name, '.');
+		const char *field = (const char *)c + k->off;
+		if (strncmp(section, k->name, (size_t)(dot - k->name)) != 0 ||
+		    section[dot - k->name] != '\0') {
+			snprintf(section, sizeof section, "%.*s", (int)(dot - k->name), k->name);
+			fprintf(out, "%s[%s]\n", i ? "\n" : "", section);
+		}
+		fprintf(out, "%s = ", dot + 1);
+		switch (k->type) {
+		case K_STR:
+		case K_PATH_PREFIX: {
+			const char *s = *(char *const *)field;
+			if (k->secret && s && *s)
+				fputs("********", out);
+			else
+				fputs(s ? s : "", out);
+			break;
+		}
+		case K_INT:
+			if (k->off == F(max_connections) || k->off == F(max_connections_per_ip))
+				fprintf(out, "%u", *(const unsigned *)field);
+			else
+				fprintf(out, "%d", *(const int *)field);
+			break;
+		case K_BOOL:
+			fputs(*(const int *)field ? "yes" : "no", out);
+			break;
+		case K_DURATION: {
+			unsigned ms = *(const unsigned *)field;
+			if (ms % 1000)
+				fprintf(out, "%ums", ms);
+			else
+				fprintf(out, "%us", ms / 1000);
+			break;
+		}
+		case K_SIZE:
+			fprintf(out, "%zu", *(const size_t *)field);
+			break;
+		case K_LOGLEVEL:
+			fputs(log_level_name(*(const int *)field), out);
+			break;
+		}
+		fputc('\n', out);
+	}
+}

@@ -1,0 +1,99 @@
+/* config.h -- the effective configuration of a process.
+ *
+ * Sources, later ones winning: built-in defaults, the profile's defaults,
+ * the file (INI: "[section]" then "key = value"; '#' or ';' comments), the
+ * environment (the seeds' variable names), then command-line flags
+ * (--port, ..., or --set section.key=value for any key). Every key is
+ * described once in the table in config.c: its type, limits and whether it
+ * is secret (masked by config_dump). An unknown key or bad value is an
+ * error naming its origin ("aeolus.conf:12: ...").
+ *
+ * Durations are written "300ms", "20s", "5m"; a bare number is seconds.
+ * Sizes are bytes, with an optional k or m suffix (powers of 1024). */
+#ifndef AEOLUS_CONFIG_H
+#define AEOLUS_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+struct config {
+	/* [server] */
+	char *bind;
+	int port;
+	char *profile;
+	char *path;                  /* Socket.IO path, with both slashes */
+	int workers;
+	char *pid_file;
+	char *user;
+	char *group;
+	unsigned shutdown_timeout_ms;
+	unsigned max_connections;
+	unsigned max_connections_per_ip;
+	size_t connection_memory;    /* libmicrohttpd memory pool per connection */
+	unsigned http_timeout_ms;    /* idle HTTP connection timeout */
+	char *data_dir;              /* static files: <data_dir>/demo/ */
+	/* [log] */
+	int log_level;
+	char *log_target;            /* "stderr" or "syslog" */
+	/* [engineio] */
+	unsigned ping_interval_ms;
+	unsigned ping_timeout_ms;
+	unsigned upgrade_timeout_ms;
+	size_t max_payload;
+	/* [socketio] */
+	unsigned connect_timeout_ms;
+	int max_attachments;
+	/* [websocket] */
+	size_t ws_max_queue;         /* unsent bytes before a slow consumer is cut off */
+	/* [cors] */
+	char *cors_origins;          /* comma-separated, or "*" */
+	int cors_credentials;
+	/* not keys: set by flags */
+	int daemonize;
+	char *file;
+};
+
+/* Reads the configuration. argv is the daemon's arguments after the flags
+ * that are not configuration (-c, -d, --check-config...) have been taken
+ * out: main() passes the assignments it collected. On error writes a
+ * message with the origin to err and returns -1. */
+struct config_source {
+	const char *origin;          /* "file:line", "env PORT", "--port" */
+	const char *key;
+	const char *value;
+};
+
+void config_defaults(struct config *c);
+void config_free(struct config *c);
+
+/* Applies one assignment. Returns 0, or -1 with a message in err. */
+int config_set(struct config *c, const char *key, const char *value,
+               const char *origin, char *err, size_t errlen);
+
+/* Reads an INI file and appends its assignments to *list (grown with
+ * realloc; the strings are owned by the list: free with config_sources_free). */
+int config_read_file(const char *path, struct config_source **list, size_t *n,
+                     char *err, size_t errlen);
+/* Appends the assignments made by the environment. */
+int config_read_env(struct config_source **list, size_t *n);
+int config_source_add(struct config_source **list, size_t *n, const char *origin,
+                      const char *key, const char *value);
+void config_sources_free(struct config_source *list, size_t n);
+
+/* Applies the defaults of a built-in profile ("aeolus", "conformance").
+ * Returns -1 for an unknown name. */
+int config_apply_profile(struct config *c, const char *name, char *err, size_t errlen);
+
+/* Builds the effective configuration from the sources, in order. */
+int config_build(struct config *c, struct config_source *list, size_t n,
+                 char *err, size_t errlen);
+
+/* Writes every key with its effective value, secrets masked, as a valid file. */
+void config_dump(const struct config *c, FILE *out);
+
+/* Parsers, exposed for the unit tests. Return 0 or -1. */
+int config_parse_duration_ms(const char *s, unsigned *ms);
+int config_parse_size(const char *s, size_t *bytes);
+int config_parse_bool(const char *s, int *b);
+
+#endif

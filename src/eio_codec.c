@@ -1,0 +1,123 @@
+/* eio_codec.c -- see eio_codec.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "eio_codec.h"
+#include "util.h"
+
+int eio_packet_parse(const char *s, size_t n, struct eio_packet *p)
+{
+	if (n < 1 || s[0] < '0' || s[0] > '6')
+		return -1;
+	p->type = (enum eio_type)(s[0] - '0');
+	p->binary = 0;
+	p->data = s + 1;
+	p->len = n - 1;
+	return 0;
+}
+
+static int decode_record(const char *s, size_t n, eio_packet_cb cb, void *ud)
+{
+	struct eio_packet p;
+
+	if (n >= 1 && s[0] == 'b') {
+		char *bin = malloc(3 * ((n - 1) / 4) + 3);
+		if (!bin)
+			return -1;
+		long len = base64_decode(bin, s + 1, n - 1);
+		int r = -1;
+		if (len >= 0) {
+			p.type = EIO_MESSAGE;
+			p.binary = 1;
+			p.data = bin;
+			p.len = (size_t)len;
+			r = cb(&p, ud);
+		}
+		free(bin);
+		return r;
+	}
+	if (eio_packet_parse(s, n, &p) < 0)
+		return -1;
+	return cb(&p, ud);
+}
+
+int eio_payload_decode(const char *s, size_t n, eio_packet_cb cb, void *ud)
+{
+	if (n == 0)
+		return -1;
+	const char *end = s + n;
+	while (s <= end) {
+		const char *rs = memchr(s, EIO_RS, (size_t)(end - s));
+		const char *stop = rs ? rs : end;
+		int r = decode_record(s, (size_t)(stop - s), cb, ud);
+		if (r != 0)
+			return r;
+		if (!rs)
+			break;
+		s = rs + 1;
+	}
+	return 0;
+}
+
+static struct eio_msg *msg_alloc(size_t len)
+{
+	struct eio_msg *m = malloc(sizeof *m + len + 1);
+	if (!m)
+		return NULL;
+	m->refs = 1;
+	m->binary = 0;
+	m->len = len;
+	m->data[len] = '\0';
+	return m;
+}
+
+struct eio_msg *eio_msg_text(enum eio_type type, const char *data, size_t len)
+{
+	struct eio_msg *m = msg_alloc(len + 1);
+	if (!m)
+		return NULL;
+	m->data[0] = (char)('0' + type);
+	if (len)
+		memcpy(m->data + 1, data, len);
+	return m;
+}
+
+struct eio_msg *eio_msg_binary(const void *data, size_t len)
+{
+	struct eio_msg *m = msg_alloc(len);
+	if (!m)
+		return NULL;
+	m->binary = 1;
+	if (len)
+		memcpy(m->data, data, len);
+	return m;
+}
+
+struct eio_msg *eio_msg_from_buf(struct buf *b)
+{
+	struct eio_msg *m = msg_alloc(b->len);
+	if (m && b->len)
+		memcpy(m->data, b->p, b->len);
+	buf_reset(b);
+	return m;
+}
+
+void eio_msg_unref(struct eio_msg *m)
+{
+	if (m && --m->refs == 0)
+		free(m);
+}
+
+int eio_payload_append(struct buf *out, const struct eio_msg *m)
+{
+	if (out->len && buf_putc(out, EIO_RS) < 0)
+		return -1;
+	if (!m->binary)
+		return buf_append(out, m->data, m->len);
+	size_t need = base64_encoded_len(m->len);
+	if (buf_putc(out, 'b') < 0 || buf_reserve(out, need) < 0)
+		return -1;
+	out->len += base64_encode(out->p + out->len, m->data, m->len);
+	out->p[out->len] = '\0';
+	return 0;
+}

@@ -1,0 +1,67 @@
+/* eio_codec.h -- Engine.IO v4 packets and polling payloads, and the shared
+ * outgoing message.
+ *
+ * Pure code: bytes in, values out; no sockets, no globals.
+ *
+ * Wire format (v4): a packet is a type digit followed by data. Over
+ * WebSocket a text frame carries one packet and a binary frame carries one
+ * binary message. Over polling, packets are joined with the record
+ * separator 0x1e, and a binary message is written 'b' + base64. */
+#ifndef AEOLUS_EIO_CODEC_H
+#define AEOLUS_EIO_CODEC_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+enum eio_type {
+	EIO_OPEN = 0, EIO_CLOSE, EIO_PING, EIO_PONG, EIO_MESSAGE, EIO_UPGRADE, EIO_NOOP,
+};
+
+#define EIO_RS '\x1e'
+
+struct eio_packet {
+	enum eio_type type;
+	int binary;             /* a binary message (type is EIO_MESSAGE) */
+	const char *data;       /* points into the input, or into a scratch buffer for base64 */
+	size_t len;
+};
+
+/* Parses one packet from a WebSocket text frame. Returns 0, or -1 when the
+ * type is missing or unknown. */
+int eio_packet_parse(const char *s, size_t n, struct eio_packet *p);
+
+/* Walks a polling payload, calling cb for each packet in order; binary
+ * records are base64-decoded into a scratch buffer that lives only during
+ * the callback. Returns 0; -1 when a record is malformed (nothing after it
+ * is delivered); or the callback's non-zero return value, which stops the walk. */
+typedef int (*eio_packet_cb)(const struct eio_packet *p, void *ud);
+int eio_payload_decode(const char *s, size_t n, eio_packet_cb cb, void *ud);
+
+/* An outgoing message: a complete Engine.IO packet as it goes on the wire,
+ * text ("4..." -- type digit included) or binary (raw bytes). Reference
+ * counted so that a broadcast is encoded once and the same bytes are queued
+ * for every recipient. The creator holds one reference; each queue that
+ * keeps the message takes its own. */
+struct eio_msg {
+	unsigned refs;
+	unsigned binary;
+	size_t len;
+	char data[];            /* NUL-terminated for text */
+};
+
+/* A text packet: type digit + data. NULL when out of memory. */
+struct eio_msg *eio_msg_text(enum eio_type type, const char *data, size_t len);
+/* A binary message. */
+struct eio_msg *eio_msg_binary(const void *data, size_t len);
+/* A text packet from a buffer whose text already starts with the type
+ * digit (built with a leading '4', say). The bytes are copied; b is reset. */
+struct eio_msg *eio_msg_from_buf(struct buf *b);
+static inline struct eio_msg *eio_msg_ref(struct eio_msg *m) { m->refs++; return m; }
+void eio_msg_unref(struct eio_msg *m);
+
+/* Appends a message to a polling payload being built in out (adding the
+ * separator when out is not empty). Returns 0 or -1 (out's limit reached). */
+int eio_payload_append(struct buf *out, const struct eio_msg *m);
+
+#endif

@@ -1,0 +1,331 @@
+/* ws.c -- see ws.h.
+ *
+ * I/O model: one persistent, level-triggered read event per connection; a
+ * write event only while wslay has bytes it could not write. Messages
+ * queued with ws_send() are not written at once: the connection is put on a
+ * "dirty" list and one loop-wide event, made active with event_active()
+ * (no system call), flushes every dirty connection after the current
+ * callbacks -- so a burst of sends to one connection costs one pass, and a
+ * broadcast to N connections costs N writes and no epoll changes.
+ * The same pass frees connections that are finished. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <wslay/wslay.h>
+
+#include "http.h"
+#include "log.h"
+#include "ws.h"
+
+#define RECV_BUDGET  (256 * 1024)   /* bytes read per readiness callback */
+#define CLOSE_GRACE_MS 2000         /* wait for the peer's close frame */
+
+struct ws_conn {
+	int fd;
+	struct MHD_UpgradeResponseHandle *urh;
+	wslay_event_context_ptr ctx;
+	struct event *rev, *wev, *grace;
+	const struct ws_ops *ops;
+	void *ud;
+	char *extra;                 /* bytes read by MHD past the request */
+	size_t extra_len, extra_off;
+	size_t budget;               /* bytes left to read in this callback */
+	size_t max_queue;
+	struct ws_conn *dirty_next;
+	unsigned dirty : 1;          /* on the dirty list */
+	unsigned closing : 1;        /* close frame queued */
+	unsigned dead : 1;           /* to be freed by the next pass */
+	unsigned eof : 1;
+};
+
+static struct event_base *base;
+static struct event *pass_ev;
+static struct ws_conn *dirty;
+static unsigned nconns;
+
+static void mark(struct ws_conn *c)
+{
+	if (!c->dirty) {
+		c->dirty = 1;
+		c->dirty_next = dirty;
+		dirty = c;
+	}
+	event_active(pass_ev, EV_WRITE, 0);
+}
+
+static void kill_conn(struct ws_conn *c)
+{
+	c->dead = 1;
+	mark(c);
+}
+
+static void destroy(struct ws_conn *c)
+{
+	/* Tell the owner first: c is still valid (and dead, so ws_send and
+	 * ws_close do nothing) during on_close. */
+	if (c->ops && c->ops->on_close)
+		c->ops->on_close(c, c->ud);
+	event_free(c->rev);
+	event_free(c->wev);
+	if (c->grace)
+		event_free(c->grace);
+	wslay_event_context_free(c->ctx);
+	free(c->extra);
+	/* The socket belongs to MHD: ask it to close, and let it run. */
+	MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
+	http_wakeup();
+	nconns--;
+	free(c);
+}
+
+static void flush(struct ws_conn *c)
+{
+	if (c->dead)
+		return;
+	if (wslay_event_want_write(c->ctx) && wslay_event_send(c->ctx) < 0) {
+		kill_conn(c);
+		return;
+	}
+	if (wslay_event_want_write(c->ctx)) {
+		event_add(c->wev, NULL);
+	} else {
+		event_del(c->wev);
+		if (!wslay_event_want_read(c->ctx))
+			kill_conn(c);
+	}
+}
+
+static void on_pass(evutil_socket_t fd, short what, void *arg)
+{
+	/* Flushing can mark more connections; take the list each round. */
+	while (dirty) {
+		struct ws_conn *list = dirty;
+		dirty = NULL;
+		while (list) {
+			struct ws_conn *c = list;
+			list = c->dirty_next;
+			c->dirty = 0;
+			if (!c->dead)
+				flush(c);
+			if (c->dead && !c->dirty)
+				destroy(c);
+		}
+	}
+}
+
+void ws_init(struct event_base *b)
+{
+	base = b;
+	pass_ev = event_new(base, -1, 0, on_pass, NULL);
+	/* The lowest of the loop's three priorities (see aeolusd.c): runs after
+	 * the I/O callbacks that made connections dirty. */
+	event_priority_set(pass_ev, 2);
+}
+
+unsigned ws_count(void)
+{
+	return nconns;
+}
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *arg)
+{
+	struct ws_conn *c = arg;
+
+	if (c->extra_off < c->extra_len) {
+		size_t n = c->extra_len - c->extra_off;
+		if (n > len)
+			n = len;
+		memcpy(buf, c->extra + c->extra_off, n);
+		c->extra_off += n;
+		return (ssize_t)n;
+	}
+	if (c->budget == 0) {
+		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+		return -1;
+	}
+	if (len > c->budget)
+		len = c->budget;
+	ssize_t r;
+	do
+		r = recv(c->fd, buf, len, 0);
+	while (r < 0 && errno == EINTR);
+	if (r > 0) {
+		c->budget -= (size_t)r;
+		return r;
+	}
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+		return -1;
+	}
+	c->eof = 1;
+	wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+	return -1;
+}
+
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
+                       int flags, void *arg)
+{
+	struct ws_conn *c = arg;
+	ssize_t r;
+	int f = MSG_NOSIGNAL | (flags & WSLAY_MSG_MORE ? MSG_MORE : 0);
+
+	do
+		r = send(c->fd, data, len, f);
+	while (r < 0 && errno == EINTR);
+	if (r >= 0)
+		return r;
+	if (errno == EAGAIN || errno == EWOULDBLOCK)
+		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+	else
+		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+	return -1;
+}
+
+static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a,
+                   void *arg)
+{
+	struct ws_conn *c = arg;
+
+	if (c->dead || c->closing || !c->ops)
+		return;
+	if (a->opcode == WSLAY_TEXT_FRAME || a->opcode == WSLAY_BINARY_FRAME)
+		c->ops->on_message(c, a->opcode == WSLAY_BINARY_FRAME,
+		                   (const char *)a->msg, a->msg_length, c->ud);
+}
+
+static const struct wslay_event_callbacks callbacks = {
+	.recv_callback = recv_cb,
+	.send_callback = send_cb,
+	.on_msg_recv_callback = on_msg,
+};
+
+static void on_grace(evutil_socket_t fd, short what, void *arg)
+{
+	kill_conn(arg);
+}
+
+/* A protocol failure wslay could not answer itself (a fragmented ping, for
+ * one): send a bare close frame 1002 and drop the connection. */
+static void fail(struct ws_conn *c)
+{
+	static const uint8_t close_1002[] = { 0x88, 0x02, 0x03, 0xea };
+	if (!c->eof && !wslay_event_get_close_sent(c->ctx))
+		(void)!send(c->fd, close_1002, sizeof close_1002, MSG_NOSIGNAL | MSG_DONTWAIT);
+	kill_conn(c);
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct ws_conn *c = arg;
+
+	if (c->dead)
+		return;
+	c->budget = RECV_BUDGET;
+	if (wslay_event_recv(c->ctx) < 0) {
+		fail(c);
+		return;
+	}
+	if (!wslay_event_want_read(c->ctx))
+		event_del(c->rev);
+	mark(c);
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
+{
+	flush(arg);
+}
+
+struct ws_conn *ws_conn_new(int fd, struct MHD_UpgradeResponseHandle *urh,
+                            const char *extra, size_t extra_len,
+                            const struct ws_limits *lim, const struct ws_ops *ops, void *ud)
+{
+	struct ws_conn *c = calloc(1, sizeof *c);
+	if (!c)
+		goto fail;
+	c->fd = fd;
+	c->urh = urh;
+	c->ops = ops;
+	c->ud = ud;
+	c->max_queue = lim->max_queue;
+	if (extra_len) {
+		c->extra = malloc(extra_len);
+		if (!c->extra)
+			goto fail;
+		memcpy(c->extra, extra, extra_len);
+		c->extra_len = extra_len;
+	}
+	if (wslay_event_context_server_init(&c->ctx, &callbacks, c) != 0)
+		goto fail;
+	wslay_event_config_set_max_recv_msg_length(c->ctx, lim->max_message);
+	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read, c);
+	c->wev = event_new(base, fd, EV_WRITE, on_write, c);
+	if (!c->rev || !c->wev || event_add(c->rev, NULL) < 0)
+		goto fail;
+	nconns++;
+	if (extra_len)          /* frames already here: read them now */
+		event_active(c->rev, EV_READ, 0);
+	return c;
+fail:
+	if (c) {
+		if (c->rev)
+			event_free(c->rev);
+		if (c->wev)
+			event_free(c->wev);
+		if (c->ctx)
+			wslay_event_context_free(c->ctx);
+		free(c->extra);
+		free(c);
+	}
+	MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+	http_wakeup();
+	return NULL;
+}
+
+void ws_set_handler(struct ws_conn *c, const struct ws_ops *ops, void *ud)
+{
+	c->ops = ops;
+	c->ud = ud;
+}
+
+int ws_send(struct ws_conn *c, int binary, const void *data, size_t len)
+{
+	if (c->dead || c->closing)
+		return -1;
+	if (wslay_event_get_queued_msg_length(c->ctx) + len > c->max_queue) {
+		log_info("ws: fd %d: output queue over %zu bytes, slow consumer cut off",
+		         c->fd, c->max_queue);
+		ws_close(c, 1008, "slow consumer");
+		return -1;
+	}
+	struct wslay_event_msg m = {
+		.opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
+		.msg = data,
+		.msg_length = len,
+	};
+	if (wslay_event_queue_msg(c->ctx, &m) != 0) {
+		kill_conn(c);
+		return -1;
+	}
+	mark(c);
+	return 0;
+}
+
+void ws_close(struct ws_conn *c, uint16_t code, const char *reason)
+{
+	if (c->dead || c->closing)
+		return;
+	c->closing = 1;
+	if (wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason,
+	                            reason ? strlen(reason) : 0) != 0) {
+		kill_conn(c);
+		return;
+	}
+	c->grace = evtimer_new(base, on_grace, c);
+	struct timeval tv = { CLOSE_GRACE_MS / 1000, (CLOSE_GRACE_MS % 1000) * 1000 };
+	if (c->grace)
+		evtimer_add(c->grace, &tv);
+	mark(c);
+}
