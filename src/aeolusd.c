@@ -4,8 +4,10 @@
  * Start-up order: configuration (defaults, profile, file, environment,
  * flags), logging, the listening socket, daemonizing and privilege drop,
  * then the event base and the modules on it. Everything runs on one libevent
- * loop with three priorities: 0 (unused so far), 1 for I/O and timers, and 2
- * for the passes that flush output and free what was closed (ws.c, eio.c). */
+ * loop, with a single priority: the passes that flush output and free what
+ * was closed (ws.c, eio.c) are events made active with event_active(), which
+ * run after the callbacks already queued in the same loop iteration. (With
+ * lower priorities they would starve while any I/O stays ready.) */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -334,7 +336,7 @@ int main(int argc, char **argv)
 	struct event_config *ec = event_config_new();
 	base = event_base_new_with_config(ec);
 	event_config_free(ec);
-	if (!base || event_base_priority_init(base, 3) < 0) {
+	if (!base) {
 		log_err("cannot create the event loop");
 		return 1;
 	}

@@ -226,6 +226,7 @@ int eio_send(struct eio_session *s, struct eio_msg *m)
 	E.st.msgs_out++;
 	if (s->transport == T_WEBSOCKET) {
 		if (ws_send(s->ws, (int)m->binary, m->data, m->len) < 0) {
+			log_debug("eio: %s: websocket send refused", s->sid);
 			close_session(s, "transport error", 0);
 			return -1;
 		}
@@ -749,6 +750,7 @@ static enum MHD_Result begin(struct http_req *req, struct endpoint *ep, const ch
 		er->kind = R_POLL;
 		if (s->poll) {
 			/* Two GETs at once: the protocol forbids it; end the session. */
+			log_debug("eio: %s: overlapping GET", s->sid);
 			close_session(s, "transport error", 0);
 			return reply_error(c, 3);
 		}
@@ -763,6 +765,7 @@ static enum MHD_Result begin(struct http_req *req, struct endpoint *ep, const ch
 	}
 	if (strcmp(method, MHD_HTTP_METHOD_POST) == 0) {
 		er->kind = R_POST;
+		req->body.max = E.cfg->max_payload;   /* more makes a 413 */
 		return MHD_YES;
 	}
 	return reply_error(c, 3);
@@ -825,7 +828,6 @@ void eio_init(struct event_base *base, const struct config *cfg)
 	E.cfg = cfg;
 	dict_init(&E.sessions);
 	E.pass = event_new(base, -1, 0, on_pass, NULL);
-	event_priority_set(E.pass, 2);
 	E.wslim.max_message = cfg->max_payload;
 	E.wslim.max_queue = cfg->ws_max_queue;
 }

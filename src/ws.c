@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -120,9 +122,6 @@ void ws_init(struct event_base *b)
 {
 	base = b;
 	pass_ev = event_new(base, -1, 0, on_pass, NULL);
-	/* The lowest of the loop's three priorities (see aeolusd.c): runs after
-	 * the I/O callbacks that made connections dirty. */
-	event_priority_set(pass_ev, 2);
 }
 
 unsigned ws_count(void)
@@ -259,6 +258,9 @@ struct ws_conn *ws_conn_new(int fd, struct MHD_UpgradeResponseHandle *urh,
 	}
 	if (wslay_event_context_server_init(&c->ctx, &callbacks, c) != 0)
 		goto fail;
+	/* Small messages go out at once (no Nagle delay behind a delayed ACK). */
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	wslay_event_config_set_max_recv_msg_length(c->ctx, lim->max_message);
 	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read, c);
 	c->wev = event_new(base, fd, EV_WRITE, on_write, c);
