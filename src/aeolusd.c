@@ -26,16 +26,24 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "app.h"
 #include "conformance.h"
 #include "eio.h"
 #include "http.h"
 #include "log.h"
+#include "profile.h"
+#include "redis.h"
+#include "store.h"
 #include "sio.h"
 #include "util.h"
 #include "ws.h"
 
 static struct config cfg;
+static struct profile *profile;      /* NULL for the built-in conformance profile */
 static struct event_base *base;
+static struct redis *redis;
+static struct store *store;
+static char demo_dir[4096];
 static struct event *shutdown_timer;
 static unsigned long long shutdown_deadline;
 static int shutting_down;
@@ -80,21 +88,23 @@ static enum MHD_Result on_root(struct http_req *req, const char *url, const char
 	                       "{\"error\":\"not_found\",\"message\":\"no such resource\"}");
 }
 
-/* --- the default profile: Socket.IO with an open main namespace (the
- * vocabulary of section 4 of the specification comes with the
- * application layer) --- */
+/* --- the application: a profile on a store --- */
 
-static void default_connect(struct sio_socket *s, json_object *auth, void *ud)
+static int app_setup(void)
 {
-	sio_accept(s);
-}
-
-static const struct sio_nsp_ops default_ops = { default_connect, NULL, NULL };
-
-static int default_start(void)
-{
-	struct sio_server *srv = sio_server_new(base, &cfg, cfg.path);
-	return srv && sio_nsp_add(srv, "/", &default_ops, NULL) ? 0 : -1;
+	char err[512];
+	if (cfg.redis_url && *cfg.redis_url &&
+	    !(redis = redis_new(base, cfg.redis_url, "redis", err, sizeof err))) {
+		log_err("redis.url: %s", err);
+		return -1;
+	}
+	store = store_memory_new(base);
+	if (!store || !app_start(base, &cfg, profile, store, redis, err, sizeof err)) {
+		log_err("%s", err);
+		return -1;
+	}
+	snprintf(demo_dir, sizeof demo_dir, "%s/demo", cfg.data_dir);
+	return http_static("/demo/", demo_dir);
 }
 
 /* --- start-up --- */
@@ -310,8 +320,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "aeolusd: server.workers > 1 needs the Redis store (not available yet)\n");
 		return 1;
 	}
+	if (strcmp(cfg.profile, "conformance") != 0 &&
+	    !(profile = profile_load(cfg.profile, cfg.profile_dir, err, sizeof err))) {
+		fprintf(stderr, "aeolusd: %s\n", err);
+		return 1;
+	}
 	if (check) {
 		config_dump(&cfg, stdout);
+		if (profile)
+			printf("\n# profile %s from %s: %zu client events\n", profile->name, profile->file,
+			       profile->nevents);
 		return 0;
 	}
 
@@ -344,8 +362,7 @@ int main(int argc, char **argv)
 	eio_init(base, &cfg);
 	if (http_route("/", on_root, NULL) < 0)
 		return 1;
-	int rc = strcmp(cfg.profile, "conformance") == 0 ? conformance_start(base, &cfg)
-	                                                   : default_start();
+	int rc = profile ? app_setup() : conformance_start(base, &cfg);
 	if (rc < 0 || http_start(base, &cfg, fd) < 0) {
 		log_err("start-up failed");
 		return 1;
@@ -368,7 +385,11 @@ int main(int argc, char **argv)
 		event_free(sigs[i]);
 	if (shutdown_timer)
 		event_free(shutdown_timer);
+	if (store)
+		store_free(store);
+	redis_free(redis);
 	event_base_free(base);
+	profile_free(profile);
 	if (cfg.pid_file && *cfg.pid_file)
 		unlink(cfg.pid_file);
 	log_info("stopped");

@@ -32,6 +32,39 @@ struct config {
 	size_t connection_memory;    /* libmicrohttpd memory pool per connection */
 	unsigned http_timeout_ms;    /* idle HTTP connection timeout */
 	char *data_dir;              /* static files: <data_dir>/demo/ */
+	char *profile_dir;           /* where profile NAME is NAME.json */
+	/* [redis] */
+	char *redis_url;             /* empty: no Redis */
+	char *redis_prefix;
+	/* [auth] */
+	char *auth_token_prefix;
+	char *auth_jwt_secret;
+	char *auth_jwt_public_key;
+	char *auth_jwt_algorithms;
+	char *auth_jwt_audience;
+	char *auth_jwt_issuer;
+	unsigned auth_jwt_leeway_ms;
+	int auth_anonymous;
+	/* [rooms] */
+	char *rooms_policy;          /* "pattern=policy, ..." */
+	char *rooms_personal;        /* overrides the profile's, when set */
+	char *rooms_roles;           /* "room=role role; room=role" overrides the profile's */
+	int rooms_join_from_token;
+	int rooms_max_per_socket;
+	/* [channels] */
+	char *channels_admin_roles;
+	/* [messages] */
+	int messages_echo_sender;
+	size_t messages_max_content;
+	/* [typing] */
+	unsigned typing_ttl_ms;
+	/* [history] */
+	int history_size;
+	/* [limits] */
+	int limits_event_rate;       /* events per second per connection (0: off) */
+	int limits_event_burst;
+	/* [events] */
+	char *events_broadcast_allow;
 	/* [log] */
 	int log_level;
 	char *log_target;            /* "stderr" or "syslog" */
@@ -45,6 +78,7 @@ struct config {
 	int max_attachments;
 	/* [websocket] */
 	size_t ws_max_queue;         /* unsent bytes before a slow consumer is cut off */
+	int ws_nodelay;              /* TCP_NODELAY on WebSockets */
 	/* [cors] */
 	char *cors_origins;          /* comma-separated, or "*" */
 	int cors_credentials;
@@ -80,8 +114,8 @@ int config_source_add(struct config_source **list, size_t *n, const char *origin
                       const char *key, const char *value);
 void config_sources_free(struct config_source *list, size_t n);
 
-/* Applies the defaults of a built-in profile ("aeolus", "conformance").
- * Returns -1 for an unknown name. */
+/* Applies the configuration defaults a profile implies (only the built-in
+ * "conformance" has any; other profiles are files, loaded by profile.c). */
 int config_apply_profile(struct config *c, const char *name, char *err, size_t errlen);
 
 /* Builds the effective configuration from the sources, in order. */

@@ -72,7 +72,6 @@ struct eio_req {
 	struct eio_session *s;       /* R_POLL while suspended */
 	struct buf out;              /* R_POLL: the payload once ready */
 	int ready;
-	int too_large;
 	char hs_addr[64];
 };
 
@@ -84,6 +83,7 @@ static struct {
 	struct endpoint eps[MAX_ENDPOINTS];
 	int neps;
 	struct dict sessions;
+	struct dict per_addr;        /* peer address -> open sessions (as a number) */
 	struct event *pass;          /* flushes polls, reaps closed sessions */
 	struct eio_session *flush_list, *reap_list;
 	struct eio_stats st;
@@ -194,7 +194,7 @@ static void session_free(struct eio_session *s)
 		event_free(s->heartbeat);
 	if (s->upgrade_timer)
 		event_free(s->upgrade_timer);
-	free(s->hs.query);
+	json_object_put(s->hs.query);
 	free(s->hs.authorization);
 	free(s->hs.origin);
 	free(s);
@@ -225,7 +225,7 @@ int eio_send(struct eio_session *s, struct eio_msg *m)
 		return -1;
 	E.st.msgs_out++;
 	if (s->transport == T_WEBSOCKET) {
-		if (ws_send(s->ws, (int)m->binary, m->data, m->len) < 0) {
+		if (ws_send(s->ws, m) < 0) {
 			log_debug("eio: %s: websocket send refused", s->sid);
 			close_session(s, "transport error", 0);
 			return -1;
@@ -272,6 +272,11 @@ static void close_session(struct eio_session *s, const char *reason, int by_clie
 	s->by_client = (unsigned)by_client;
 	s->reason = reason;
 	dict_del(&E.sessions, s->sid);
+	uintptr_t n = (uintptr_t)dict_get(&E.per_addr, s->hs.addr);
+	if (n <= 1)
+		dict_del(&E.per_addr, s->hs.addr);
+	else
+		dict_set(&E.per_addr, s->hs.addr, (void *)(n - 1));
 	E.st.sessions--;
 	if (s->transport == T_POLLING)
 		E.st.polling--;
@@ -426,7 +431,10 @@ static void probe_message(struct ws_conn *c, int binary, const char *data, size_
 		return;
 	}
 	if (p.type == EIO_PING && p.len == 5 && memcmp(p.data, "probe", 5) == 0) {
-		ws_send(c, 0, "3probe", 6);
+		struct eio_msg *pong = eio_msg_text(EIO_PONG, "probe", 5);
+		if (pong)
+			ws_send(c, pong);
+		eio_msg_unref(pong);
 		s->upgrading = 1;
 		poll_flush(s);           /* a waiting GET ends with a noop */
 		return;
@@ -446,7 +454,7 @@ static void probe_message(struct ws_conn *c, int binary, const char *data, size_
 		E.st.polling--;
 		E.st.websocket++;
 		while ((m = q_pop(&s->q))) {
-			ws_send(s->ws, (int)m->binary, m->data, m->len);
+			ws_send(s->ws, m);
 			eio_msg_unref(m);
 		}
 		log_debug("eio: %s upgraded to websocket", s->sid);
@@ -481,17 +489,12 @@ static void copy_handshake(struct eio_handshake *hs, struct MHD_Connection *c)
 		hs->origin = strdup(v);
 }
 
-static enum MHD_Result query_append(void *cls, enum MHD_ValueKind kind, const char *key,
-                                    const char *value)
+static enum MHD_Result query_add(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
 {
-	struct buf *b = cls;
-	if (b->len)
-		buf_putc(b, '&');
-	buf_puts(b, key);
-	if (value) {
-		buf_putc(b, '=');
-		buf_puts(b, value);
-	}
+	json_object *q = cls;
+	if (json_object_object_length(q) < 64 && strlen(key) < 256)
+		json_object_object_add(q, key, json_object_new_string(value ? value : ""));
 	return MHD_YES;
 }
 
@@ -515,12 +518,12 @@ static struct eio_session *session_new(struct endpoint *ep, enum transport t,
 		return NULL;
 	}
 	if (c) {
-		struct buf q;
-		buf_init(&q, 8192);
-		MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, query_append, &q);
-		s->hs.query = buf_steal(&q, NULL);
+		s->hs.query = json_object_new_object();
+		MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, query_add, s->hs.query);
 		copy_handshake(&s->hs, c);
 	}
+	uintptr_t n = (uintptr_t)dict_get(&E.per_addr, s->hs.addr);
+	dict_set(&E.per_addr, s->hs.addr, (void *)(n + 1));
 	E.st.sessions++;
 	E.st.opened++;
 	if (t == T_POLLING)
@@ -553,11 +556,26 @@ static const char *const errors[] = {
 	"Forbidden", "Unsupported protocol version",
 };
 
+static int header_has_token(struct MHD_Connection *c, const char *name, const char *token);
+
+/* The JSON error of the reference server. A refused WebSocket upgrade also
+ * closes the connection, as clients expect of a failed handshake. */
 static enum MHD_Result reply_error(struct MHD_Connection *c, int code)
 {
 	char body[96];
-	snprintf(body, sizeof body, "{\"code\":%d,\"message\":\"%s\"}", code, errors[code]);
-	return http_reply_json(c, code == 4 ? MHD_HTTP_FORBIDDEN : MHD_HTTP_BAD_REQUEST, body);
+	int n = snprintf(body, sizeof body, "{\"code\":%d,\"message\":\"%s\"}", code, errors[code]);
+	struct MHD_Response *r = MHD_create_response_from_buffer((size_t)n, body,
+	                                                         MHD_RESPMEM_MUST_COPY);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	if (header_has_token(c, "Upgrade", "websocket"))
+		MHD_add_response_header(r, "Connection", "close");
+	http_add_cors(r, c);
+	enum MHD_Result ret = MHD_queue_response(c, code == 4 ? MHD_HTTP_FORBIDDEN
+	                                                     : MHD_HTTP_BAD_REQUEST, r);
+	MHD_destroy_response(r);
+	return ret;
 }
 
 static enum MHD_Result reply_payload(struct MHD_Connection *c, const char *body, size_t len)
@@ -664,6 +682,7 @@ static enum MHD_Result start_upgrade(struct http_req *req, struct eio_req *er)
 		if (!r)
 			return MHD_NO;
 		MHD_add_response_header(r, "Sec-WebSocket-Version", "13");
+		MHD_add_response_header(r, "Connection", "close");
 		enum MHD_Result ret = MHD_queue_response(c, 426, r);
 		MHD_destroy_response(r);
 		return ret;
@@ -681,6 +700,31 @@ static enum MHD_Result start_upgrade(struct http_req *req, struct eio_req *er)
 	MHD_destroy_response(r);
 	(void)er;
 	return ret;
+}
+
+/* Is there room for one more session from this peer? Answers the request
+ * (503 or 429) and returns 0 when not. */
+static int admit(struct MHD_Connection *c, enum MHD_Result *ret)
+{
+	char addr[64];
+	if (E.st.sessions >= E.cfg->max_connections) {
+		log_warn("eio: server.max_connections (%u) reached: refusing a session",
+		         E.cfg->max_connections);
+		*ret = http_reply_json(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+		                       "{\"code\":3,\"message\":\"Too many connections\"}");
+		return 0;
+	}
+	if (E.cfg->max_connections_per_ip) {
+		http_peer_addr(c, addr, sizeof addr);
+		if ((uintptr_t)dict_get(&E.per_addr, addr) >= E.cfg->max_connections_per_ip) {
+			log_info("eio: %s: server.max_connections_per_ip (%u) reached", addr,
+			         E.cfg->max_connections_per_ip);
+			*ret = http_reply_json(c, MHD_HTTP_TOO_MANY_REQUESTS,
+			                       "{\"code\":3,\"message\":\"Too many connections from this address\"}");
+			return 0;
+		}
+	}
+	return 1;
 }
 
 /* First call for a request: decide what it is. */
@@ -716,8 +760,11 @@ static enum MHD_Result begin(struct http_req *req, struct endpoint *ep, const ch
 	req->ctx_free = eio_req_free;
 
 	if (!sid) {
+		enum MHD_Result refused;
 		if (!is_get)
 			return reply_error(c, 2);
+		if (!admit(c, &refused))
+			return refused;
 		if (t == T_WEBSOCKET) {
 			er->kind = R_UPGRADE;
 			return start_upgrade(req, er);
@@ -765,7 +812,6 @@ static enum MHD_Result begin(struct http_req *req, struct endpoint *ep, const ch
 	}
 	if (strcmp(method, MHD_HTTP_METHOD_POST) == 0) {
 		er->kind = R_POST;
-		req->body.max = E.cfg->max_payload;   /* more makes a 413 */
 		return MHD_YES;
 	}
 	return reply_error(c, 3);
@@ -778,7 +824,7 @@ static enum MHD_Result finish_post(struct http_req *req, struct eio_req *er)
 
 	if (!s || s->closing || s->transport != T_POLLING)
 		return reply_error(c, 1);
-	if (er->too_large) {
+	if (req->body_overflow) {
 		close_session(s, "transport error", 0);
 		return http_reply_json(c, MHD_HTTP_CONTENT_TOO_LARGE,
 		                       "{\"code\":3,\"message\":\"Payload too large\"}");
@@ -796,27 +842,27 @@ static enum MHD_Result handle(struct http_req *req, const char *url, const char 
 {
 	struct endpoint *ep = ud;
 
+	/* A body is read whole (up to maxPayload; the rest is dropped and
+	 * makes a 413) before anything is decided: libmicrohttpd closes a
+	 * connection whose response was queued with body bytes unread. */
+	if (*upload_size) {
+		req->body.max = E.cfg->max_payload;
+		if (!req->body_overflow && buf_append(&req->body, upload, *upload_size) < 0)
+			req->body_overflow = 1;
+		*upload_size = 0;
+		return MHD_YES;
+	}
 	if (!req->started) {
 		req->started = 1;
-		return begin(req, ep, method);
-	}
-	struct eio_req *er = req->ctx;
-	if (!er)
-		return MHD_NO;
-	if (er->kind == R_POLL) {
-		if (!er->ready)
-			return MHD_YES;
-		return reply_payload(req->conn, er->out.p, er->out.len);
-	}
-	if (er->kind == R_POST) {
-		if (*upload_size) {
-			if (!er->too_large && buf_append(&req->body, upload, *upload_size) < 0)
-				er->too_large = 1;
-			*upload_size = 0;
-			return MHD_YES;
-		}
+		enum MHD_Result r = begin(req, ep, method);
+		struct eio_req *er = req->ctx;
+		if (r != MHD_YES || !er || er->kind != R_POST)
+			return r;
 		return finish_post(req, er);
 	}
+	struct eio_req *er = req->ctx;
+	if (er && er->kind == R_POLL && er->ready)
+		return reply_payload(req->conn, er->out.p, er->out.len);
 	return MHD_YES;
 }
 
@@ -827,9 +873,11 @@ void eio_init(struct event_base *base, const struct config *cfg)
 	E.base = base;
 	E.cfg = cfg;
 	dict_init(&E.sessions);
+	dict_init(&E.per_addr);
 	E.pass = event_new(base, -1, 0, on_pass, NULL);
 	E.wslim.max_message = cfg->max_payload;
 	E.wslim.max_queue = cfg->ws_max_queue;
+	E.wslim.nodelay = cfg->ws_nodelay;
 }
 
 int eio_endpoint_add(const char *path, const struct eio_endpoint_ops *ops, void *ud)

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <event2/event.h>
+#include <json-c/json.h>
 
 #include "config.h"
 #include "eio_codec.h"
@@ -36,7 +37,7 @@ struct eio_endpoint_ops {
 /* What the client's handshake request said, kept for the session's life. */
 struct eio_handshake {
 	char addr[64];               /* peer address */
-	char *query;                 /* "k=v&..." as received (percent-encoded), or NULL */
+	json_object *query;          /* the query parameters, decoded: {"k": "v", ...} */
 	char *authorization;         /* the Authorization header, or NULL */
 	char *origin;                /* the Origin header, or NULL */
 };

@@ -1,5 +1,7 @@
 /* http.c -- see http.h. */
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +160,64 @@ enum MHD_Result http_reply_preflight(struct MHD_Connection *c)
 	return ret;
 }
 
+static const char *content_type(const char *path)
+{
+	static const struct { const char *ext, *type; } types[] = {
+		{ ".html", "text/html; charset=utf-8" }, { ".js", "text/javascript; charset=utf-8" },
+		{ ".css", "text/css; charset=utf-8" }, { ".json", "application/json" },
+		{ ".svg", "image/svg+xml" }, { ".png", "image/png" }, { ".ico", "image/x-icon" },
+		{ ".map", "application/json" }, { ".txt", "text/plain; charset=utf-8" },
+	};
+	const char *dot = strrchr(path, '.');
+	for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+		if (strcmp(dot, types[i].ext) == 0)
+			return types[i].type;
+	return "application/octet-stream";
+}
+
+static enum MHD_Result on_static(struct http_req *req, const char *url, const char *method,
+                                 const char *upload, size_t *upload_size, void *ud)
+{
+	const char *dir = ud;
+	struct MHD_Connection *c = req->conn;
+	char path[4096];
+	size_t plen;
+
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+		return http_reply_json(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+		                       "{\"error\":\"method_not_allowed\",\"message\":\"GET or HEAD\"}");
+	const char *rest = strchr(url + 1, '/');
+	rest = rest ? rest + 1 : "";
+	if (strstr(rest, "..") || rest[0] == '/')
+		return http_reply_json(c, MHD_HTTP_NOT_FOUND,
+		                       "{\"error\":\"not_found\",\"message\":\"no such file\"}");
+	plen = (size_t)snprintf(path, sizeof path, "%s/%s%s", dir, rest,
+	                        !*rest || rest[strlen(rest) - 1] == '/' ? "index.html" : "");
+	int fd = plen < sizeof path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		if (fd >= 0)
+			close(fd);
+		return http_reply_json(c, MHD_HTTP_NOT_FOUND,
+		                       "{\"error\":\"not_found\",\"message\":\"no such file\"}");
+	}
+	struct MHD_Response *r = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
+	if (!r) {
+		close(fd);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, "Content-Type", content_type(path));
+	MHD_add_response_header(r, "Cache-Control", "no-cache");
+	enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+int http_static(const char *prefix, const char *dir)
+{
+	return http_route(prefix, on_static, (void *)dir);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload, size_t *upload_size, void **con_cls)
@@ -165,12 +225,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	struct http_req *req = *con_cls;
 
 	if (!req) {
+		/* libmicrohttpd closes the connection after a response queued in
+		 * this first call (it cannot know the body was not wanted): only
+		 * set up here, and let handlers start with the next call. */
 		req = calloc(1, sizeof *req);
 		if (!req)
 			return MHD_NO;
 		req->conn = c;
 		buf_init(&req->body, 0);
 		*con_cls = req;
+		return MHD_YES;
 	}
 	int best = -1;
 	for (int i = 0; i < H.nroutes; i++)
@@ -219,8 +283,11 @@ int http_start(struct event_base *base, const struct config *cfg, int listen_fd)
 		MHD_USE_ERROR_LOG,
 		0, NULL, NULL, on_request, NULL,
 		MHD_OPTION_LISTEN_SOCKET, listen_fd,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
+		/* Sessions are limited by eio.c, which answers 503/429; MHD's own
+		 * limits sit above so that clients see those answers, and still
+		 * bound idle TCP connections (a polling client holds two). */
+		MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections * 2 + 64,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip * 4,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->connection_memory,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)((cfg->http_timeout_ms + 999) / 1000),
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,

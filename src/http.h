@@ -23,6 +23,7 @@
 struct http_req {
 	struct MHD_Connection *conn;
 	struct buf body;             /* uploaded bytes, bounded by the route */
+	int body_overflow;           /* bytes beyond body.max were dropped */
 	int started;                 /* the handler has seen this request before */
 	void *ctx;
 	void (*ctx_free)(struct http_req *req);
@@ -34,6 +35,11 @@ typedef enum MHD_Result (*http_handler)(struct http_req *req, const char *url,
 
 /* Adds a route for every URL starting with prefix. */
 int http_route(const char *prefix, http_handler h, void *ud);
+
+/* Serves the files under dir (kept by the caller) for URLs starting with
+ * prefix ("/demo/"); a URL ending in '/' gets index.html. GET and HEAD only;
+ * no path may leave dir. */
+int http_static(const char *prefix, const char *dir);
 
 /* Starts serving on an already bound, listening socket. */
 int http_start(struct event_base *base, const struct config *cfg, int listen_fd);

@@ -206,7 +206,9 @@ int sio_emit(struct sio_socket *s, const char *name, json_object *arg)
 int sio_ack(struct sio_socket *s, int64_t id, json_object *args,
             struct eio_msg *const *atts, int natts)
 {
-	struct sio_out *o = sio_encode(SIO_ACK, s->nsp->name, id, args, atts, natts);
+	json_object *empty = args ? NULL : json_object_new_array();
+	struct sio_out *o = sio_encode(SIO_ACK, s->nsp->name, id, args ? args : empty, atts, natts);
+	json_object_put(empty);
 	if (!o)
 		return -1;
 	int r = sio_send(s, o);
@@ -281,7 +283,7 @@ static void socket_remove(struct sio_socket *s, const char *reason, int notify)
 		;
 	if (*pp)
 		*pp = s->next;
-	if (s->connected && notify && s->nsp->ops->on_disconnect)
+	if (notify && s->nsp->ops->on_disconnect)
 		s->nsp->ops->on_disconnect(s, reason, s->nsp->ud);
 	while (s->nrooms)
 		room_remove(s->nsp, s->rooms[--s->nrooms], s);
@@ -565,8 +567,13 @@ struct sio_nsp *sio_nsp_add(struct sio_server *srv, const char *name,
 
 const char *sio_id(const struct sio_socket *s) { return s->id; }
 const char *sio_nsp_name(const struct sio_socket *s) { return s->nsp->name; }
+const char *sio_nsp_name_of(const struct sio_nsp *nsp) { return nsp->name; }
 struct sio_nsp *sio_socket_nsp(const struct sio_socket *s) { return s->nsp; }
 struct eio_session *sio_session(const struct sio_socket *s) { return s->client->eio; }
 void sio_set_data(struct sio_socket *s, void *data) { s->data = data; }
 void *sio_data(const struct sio_socket *s) { return s->data; }
 size_t sio_nsp_sockets(const struct sio_nsp *nsp) { return dict_size(&nsp->sockets); }
+struct sio_socket *sio_find(struct sio_nsp *nsp, const char *id)
+{
+	return dict_get(&nsp->sockets, id);
+}

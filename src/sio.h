@@ -9,6 +9,9 @@
  *                              socket is not connected and gets no packets.
  *   on_event(socket, ev)       an EVENT or BINARY_EVENT from the client.
  *   on_disconnect(socket, why) the socket is gone; it is freed right after.
+ *                              Called for every socket given to on_connect
+ *                              (connected or still being decided), except
+ *                              one refused with sio_refuse().
  *
  * Emits are encoded once (struct sio_out) and the same bytes are queued
  * for every recipient; sio_broadcast() walks the target rooms, skipping
@@ -101,10 +104,13 @@ size_t sio_room_size(struct sio_nsp *nsp, const char *room);
 
 const char *sio_id(const struct sio_socket *s);
 const char *sio_nsp_name(const struct sio_socket *s);
+const char *sio_nsp_name_of(const struct sio_nsp *nsp);
 struct sio_nsp *sio_socket_nsp(const struct sio_socket *s);
 struct eio_session *sio_session(const struct sio_socket *s);
 void sio_set_data(struct sio_socket *s, void *data);
 void *sio_data(const struct sio_socket *s);
 size_t sio_nsp_sockets(const struct sio_nsp *nsp);
+/* The connected socket of nsp with this id, or NULL. */
+struct sio_socket *sio_find(struct sio_nsp *nsp, const char *id);
 
 #endif

@@ -1,4 +1,5 @@
 /* sio_codec.c -- see sio_codec.h. */
+#include <ctype.h>
 #include <string.h>
 
 #include "sio_codec.h"
@@ -8,9 +9,192 @@ static const char *const reserved_events[] = {
 	"newListener", "removeListener", NULL,
 };
 
+/* --- a strict RFC 8259 check ---
+ * json-c's strict mode still takes NaN, Infinity, single quotes, "1." and
+ * "-01", and does not check UTF-8; what we accept we send on to other
+ * clients verbatim, so only real JSON may pass. */
+
+struct jcur {
+	const unsigned char *p, *end;
+	int depth;
+};
+
+static void skip_ws(struct jcur *c)
+{
+	while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+		c->p++;
+}
+
+static int utf8_char(struct jcur *c)
+{
+	unsigned char b = *c->p;
+	int n;
+	unsigned cp;
+	if (b < 0x80)
+		return c->p++, 1;
+	if ((b & 0xe0) == 0xc0)
+		n = 1, cp = b & 0x1f;
+	else if ((b & 0xf0) == 0xe0)
+		n = 2, cp = b & 0x0f;
+	else if ((b & 0xf8) == 0xf0)
+		n = 3, cp = b & 0x07;
+	else
+		return 0;
+	if (c->end - c->p <= n)
+		return 0;
+	for (int i = 1; i <= n; i++) {
+		if ((c->p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (c->p[i] & 0x3f);
+	}
+	if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	c->p += n + 1;
+	return 1;
+}
+
+static int j_string(struct jcur *c)
+{
+	c->p++;                      /* the opening quote */
+	while (c->p < c->end) {
+		unsigned char b = *c->p;
+		if (b == '"')
+			return c->p++, 1;
+		if (b < 0x20)
+			return 0;
+		if (b == '\\') {
+			if (++c->p >= c->end)
+				return 0;
+			if (*c->p == 'u') {
+				if (c->end - c->p < 5)
+					return 0;
+				for (int i = 1; i <= 4; i++)
+					if (!isxdigit(c->p[i]))
+						return 0;
+				c->p += 5;
+			} else if (strchr("\"\\/bfnrt", *c->p) && *c->p) {
+				c->p++;
+			} else {
+				return 0;
+			}
+			continue;
+		}
+		if (!utf8_char(c))
+			return 0;
+	}
+	return 0;
+}
+
+static int digits(struct jcur *c)
+{
+	const unsigned char *start = c->p;
+	while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
+		c->p++;
+	return c->p > start;
+}
+
+static int j_number(struct jcur *c)
+{
+	if (*c->p == '-')
+		c->p++;
+	if (c->p >= c->end)
+		return 0;
+	if (*c->p == '0')
+		c->p++;
+	else if (!digits(c))
+		return 0;
+	if (c->p < c->end && *c->p == '.') {
+		c->p++;
+		if (!digits(c))
+			return 0;
+	}
+	if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
+		c->p++;
+		if (c->p < c->end && (*c->p == '+' || *c->p == '-'))
+			c->p++;
+		if (!digits(c))
+			return 0;
+	}
+	return 1;
+}
+
+static int j_value(struct jcur *c);
+
+static int j_container(struct jcur *c, char close)
+{
+	if (++c->depth > SIO_JSON_DEPTH)
+		return 0;
+	c->p++;
+	skip_ws(c);
+	if (c->p < c->end && *c->p == close) {
+		c->p++;
+		c->depth--;
+		return 1;
+	}
+	for (;;) {
+		if (close == '}') {
+			if (c->p >= c->end || *c->p != '"' || !j_string(c))
+				return 0;
+			skip_ws(c);
+			if (c->p >= c->end || *c->p++ != ':')
+				return 0;
+		}
+		if (!j_value(c))
+			return 0;
+		skip_ws(c);
+		if (c->p >= c->end)
+			return 0;
+		if (*c->p == ',') {
+			c->p++;
+			skip_ws(c);
+			continue;
+		}
+		if (*c->p++ != close)
+			return 0;
+		c->depth--;
+		return 1;
+	}
+}
+
+static int literal(struct jcur *c, const char *word)
+{
+	size_t n = strlen(word);
+	if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0)
+		return 0;
+	c->p += n;
+	return 1;
+}
+
+static int j_value(struct jcur *c)
+{
+	skip_ws(c);
+	if (c->p >= c->end)
+		return 0;
+	switch (*c->p) {
+	case '{': return j_container(c, '}');
+	case '[': return j_container(c, ']');
+	case '"': return j_string(c);
+	case 't': return literal(c, "true");
+	case 'f': return literal(c, "false");
+	case 'n': return literal(c, "null");
+	default:
+		return (*c->p == '-' || (*c->p >= '0' && *c->p <= '9')) && j_number(c);
+	}
+}
+
+int sio_json_valid(const char *s, size_t n)
+{
+	struct jcur c = { (const unsigned char *)s, (const unsigned char *)s + n, 0 };
+	if (!j_value(&c))
+		return 0;
+	skip_ws(&c);
+	return c.p == c.end;
+}
+
 json_object *sio_json_parse(const char *s, size_t n)
 {
-	if (n == 0 || n > INT32_MAX)
+	if (n == 0 || n > INT32_MAX || !sio_json_valid(s, n))
 		return NULL;
 	struct json_tokener *tok = json_tokener_new_ex(SIO_JSON_DEPTH);
 	if (!tok)
@@ -148,6 +332,11 @@ int sio_packet_decode(const char *s, size_t n, struct sio_packet *p, const char 
 			*err = "namespace too long";
 			return -1;
 		}
+		for (size_t k = start; k < i; k++)
+			if ((unsigned char)s[k] < 0x20) {
+				*err = "control character in namespace";
+				return -1;
+			}
 		memcpy(p->nsp, s + start, i - start);
 		p->nsp[i - start] = '\0';
 		if (i < n)

@@ -54,7 +54,11 @@ int sio_packet_encode(struct buf *out, enum sio_type type, const char *nsp,
  * escaped slashes). Returns a string owned by obj. */
 const char *sio_json(json_object *obj, size_t *len);
 
-/* Parses one complete JSON text (strict, depth-limited, no trailing bytes).
+/* Is s exactly one JSON text per RFC 8259, valid UTF-8, nested at most
+ * SIO_JSON_DEPTH deep? */
+int sio_json_valid(const char *s, size_t n);
+
+/* Parses one complete JSON text (sio_json_valid first, then json-c).
  * Returns a new reference or NULL. */
 json_object *sio_json_parse(const char *s, size_t n);
 

@@ -1,13 +1,22 @@
 /* ws.c -- see ws.h.
  *
  * I/O model: one persistent, level-triggered read event per connection; a
- * write event only while wslay has bytes it could not write. Messages
- * queued with ws_send() are not written at once: the connection is put on a
- * "dirty" list and one loop-wide event, made active with event_active()
- * (no system call), flushes every dirty connection after the current
- * callbacks -- so a burst of sends to one connection costs one pass, and a
- * broadcast to N connections costs N writes and no epoll changes.
- * The same pass frees connections that are finished. */
+ * write event only while wslay has bytes it could not write.
+ *
+ * Output: ws_send() takes a reference to a shared message (a broadcast is
+ * one buffer for all its recipients) and puts it on the connection's queue;
+ * the connection goes on a "dirty" list, and one loop-wide event, made
+ * active with event_active() (no system call), flushes every dirty
+ * connection after the current callbacks: a burst of sends to one
+ * connection costs one pass, a broadcast to N connections N writes and no
+ * epoll changes. The same pass frees connections that are finished.
+ *
+ * TCP_NODELAY is on unless websocket.nodelay is off: small frames then leave
+ * at once instead of waiting behind a delayed ACK (up to 40 ms). With it
+ * off, Nagle's algorithm holds each frame until the previous one is
+ * acknowledged, which separates frames in time; clients that read one frame
+ * per wake-up and drop the rest (the official protocol test suites) need
+ * that, and the conformance profile turns it off. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +27,7 @@
 
 #include <wslay/wslay.h>
 
+#include "eio_codec.h"
 #include "http.h"
 #include "log.h"
 #include "ws.h"
@@ -36,6 +46,8 @@ struct ws_conn {
 	size_t extra_len, extra_off;
 	size_t budget;               /* bytes left to read in this callback */
 	size_t max_queue;
+	struct eio_msg **q;          /* messages not yet handed to wslay (references) */
+	size_t qhead, qlen, qcap, qbytes;
 	struct ws_conn *dirty_next;
 	unsigned dirty : 1;          /* on the dirty list */
 	unsigned closing : 1;        /* close frame queued */
@@ -47,6 +59,55 @@ static struct event_base *base;
 static struct event *pass_ev;
 static struct ws_conn *dirty;
 static unsigned nconns;
+
+static struct eio_msg *q_pop(struct ws_conn *c)
+{
+	if (!c->qlen)
+		return NULL;
+	struct eio_msg *m = c->q[c->qhead];
+	c->qhead = (c->qhead + 1) % c->qcap;
+	c->qlen--;
+	c->qbytes -= m->len;
+	return m;
+}
+
+static int q_push(struct ws_conn *c, struct eio_msg *m)
+{
+	if (c->qlen == c->qcap) {
+		size_t cap = c->qcap ? c->qcap * 2 : 4;
+		struct eio_msg **v = malloc(cap * sizeof *v);
+		if (!v)
+			return -1;
+		for (size_t i = 0; i < c->qlen; i++)
+			v[i] = c->q[(c->qhead + i) % c->qcap];
+		free(c->q);
+		c->q = v;
+		c->qcap = cap;
+		c->qhead = 0;
+	}
+	c->q[(c->qhead + c->qlen) % c->qcap] = eio_msg_ref(m);
+	c->qlen++;
+	c->qbytes += m->len;
+	return 0;
+}
+
+/* Hands up to n queued messages to wslay. */
+static int q_to_wslay(struct ws_conn *c, size_t n)
+{
+	struct eio_msg *m;
+	while (n-- && (m = q_pop(c))) {
+		struct wslay_event_msg wm = {
+			.opcode = m->binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
+			.msg = (const uint8_t *)m->data,
+			.msg_length = m->len,
+		};
+		int r = wslay_event_queue_msg(c->ctx, &wm);
+		eio_msg_unref(m);
+		if (r != 0)
+			return -1;
+	}
+	return 0;
+}
 
 static void mark(struct ws_conn *c)
 {
@@ -76,6 +137,10 @@ static void destroy(struct ws_conn *c)
 		event_free(c->grace);
 	wslay_event_context_free(c->ctx);
 	free(c->extra);
+	struct eio_msg *m;
+	while ((m = q_pop(c)))
+		eio_msg_unref(m);
+	free(c->q);
 	/* The socket belongs to MHD: ask it to close, and let it run. */
 	MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
 	http_wakeup();
@@ -83,10 +148,8 @@ static void destroy(struct ws_conn *c)
 	free(c);
 }
 
-static void flush(struct ws_conn *c)
+static void write_out(struct ws_conn *c)
 {
-	if (c->dead)
-		return;
 	if (wslay_event_want_write(c->ctx) && wslay_event_send(c->ctx) < 0) {
 		kill_conn(c);
 		return;
@@ -98,6 +161,17 @@ static void flush(struct ws_conn *c)
 		if (!wslay_event_want_read(c->ctx))
 			kill_conn(c);
 	}
+}
+
+static void flush(struct ws_conn *c)
+{
+	if (c->dead)
+		return;
+	if (q_to_wslay(c, c->qlen) < 0) {
+		kill_conn(c);
+		return;
+	}
+	write_out(c);
 }
 
 static void on_pass(evutil_socket_t fd, short what, void *arg)
@@ -169,6 +243,8 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
 {
 	struct ws_conn *c = arg;
 	ssize_t r;
+	/* wslay writes a frame's header with WSLAY_MSG_MORE: header and
+	 * payload then leave in one segment. */
 	int f = MSG_NOSIGNAL | (flags & WSLAY_MSG_MORE ? MSG_MORE : 0);
 
 	do
@@ -234,7 +310,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 
 static void on_write(evutil_socket_t fd, short what, void *arg)
 {
-	flush(arg);
+	write_out(arg);
 }
 
 struct ws_conn *ws_conn_new(int fd, struct MHD_UpgradeResponseHandle *urh,
@@ -258,9 +334,10 @@ struct ws_conn *ws_conn_new(int fd, struct MHD_UpgradeResponseHandle *urh,
 	}
 	if (wslay_event_context_server_init(&c->ctx, &callbacks, c) != 0)
 		goto fail;
-	/* Small messages go out at once (no Nagle delay behind a delayed ACK). */
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (lim->nodelay) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	}
 	wslay_event_config_set_max_recv_msg_length(c->ctx, lim->max_message);
 	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read, c);
 	c->wev = event_new(base, fd, EV_WRITE, on_write, c);
@@ -292,22 +369,17 @@ void ws_set_handler(struct ws_conn *c, const struct ws_ops *ops, void *ud)
 	c->ud = ud;
 }
 
-int ws_send(struct ws_conn *c, int binary, const void *data, size_t len)
+int ws_send(struct ws_conn *c, struct eio_msg *m)
 {
 	if (c->dead || c->closing)
 		return -1;
-	if (wslay_event_get_queued_msg_length(c->ctx) + len > c->max_queue) {
+	if (c->qbytes + wslay_event_get_queued_msg_length(c->ctx) + m->len > c->max_queue) {
 		log_info("ws: fd %d: output queue over %zu bytes, slow consumer cut off",
 		         c->fd, c->max_queue);
 		ws_close(c, 1008, "slow consumer");
 		return -1;
 	}
-	struct wslay_event_msg m = {
-		.opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
-		.msg = data,
-		.msg_length = len,
-	};
-	if (wslay_event_queue_msg(c->ctx, &m) != 0) {
+	if (q_push(c, m) < 0) {
 		kill_conn(c);
 		return -1;
 	}
@@ -320,7 +392,7 @@ void ws_close(struct ws_conn *c, uint16_t code, const char *reason)
 	if (c->dead || c->closing)
 		return;
 	c->closing = 1;
-	if (wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason,
+	if (q_to_wslay(c, c->qlen) < 0 || wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason,
 	                            reason ? strlen(reason) : 0) != 0) {
 		kill_conn(c);
 		return;

@@ -24,6 +24,8 @@
 #include <event2/event.h>
 #include <microhttpd.h>
 
+#include "eio_codec.h"
+
 struct ws_conn;
 
 struct ws_ops {
@@ -34,6 +36,7 @@ struct ws_ops {
 struct ws_limits {
 	size_t max_message;          /* larger messages are refused with 1009 */
 	size_t max_queue;            /* more unsent bytes than this: cut off */
+	int nodelay;                 /* TCP_NODELAY (see ws.c) */
 };
 
 /* Sets the loop that every connection uses. */
@@ -48,9 +51,10 @@ struct ws_conn *ws_conn_new(int fd, struct MHD_UpgradeResponseHandle *urh,
 /* Changes who receives the callbacks (or NULL ops: nobody). */
 void ws_set_handler(struct ws_conn *c, const struct ws_ops *ops, void *ud);
 
-/* Queues one message. Returns 0, or -1 when the connection is closing or
- * its queue is over the limit (it is then being closed). */
-int ws_send(struct ws_conn *c, int binary, const void *data, size_t len);
+/* Queues one message (text or binary as m says), taking a reference.
+ * Returns 0, or -1 when the connection is closing or its queue is over
+ * the limit (it is then being closed). */
+int ws_send(struct ws_conn *c, struct eio_msg *m);
 
 /* Sends a close frame with code and reason, then closes when the peer
  * answers or after a short grace period. */

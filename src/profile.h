@@ -1,0 +1,98 @@
+/* profile.h -- a vocabulary: what the clients of one service send and get.
+ *
+ * A profile is data: a JSON file (etc/profiles/NAME.json; aeolus-profile(5))
+ * parsed into the tables below. Each client event maps onto one built-in
+ * action (the C code in app.c that checks, stores and decides) and a list of
+ * emits built from JSON templates (tmpl.h) over the action's context:
+ *
+ *   req      the client's payload (first argument)
+ *   user     {id, name, role}
+ *   socket   {id}
+ *   now      {ms}: the instant of the event
+ *   error    {code, message, retryAfter}   (error templates only)
+ *   + what the action adds: room, first, last, members, history, message,
+ *     users, messages, settings, typing, expiresAt...
+ *
+ * Lifecycle hooks (connect, disconnect, online, offline) are event specs too. */
+#ifndef AEOLUS_PROFILE_H
+#define AEOLUS_PROFILE_H
+
+#include <stddef.h>
+#include <json-c/json.h>
+
+enum action {
+	A_NONE, A_JOIN, A_LEAVE, A_SEND, A_TYPING, A_PRESENCE, A_HISTORY, A_INIT, A_RELAY,
+};
+
+enum target { TO_SELF, TO_ROOM, TO_USER, TO_ALL };
+/* EXCLUDE_SENDER: like SELF unless messages.echo_sender is on. */
+enum { EXCLUDE_NONE, EXCLUDE_SELF, EXCLUDE_SENDER };
+
+struct emit_spec {
+	json_object *event;          /* template: the event name */
+	enum target to;
+	json_object *room;           /* TO_ROOM: template of a room name (default "{room}") */
+	json_object *user;           /* TO_USER: template of a user id */
+	int exclude;                 /* EXCLUDE_*: who of the actor is left out */
+	char *when;                  /* context path that must be truthy; NULL: always */
+	int when_not;                /* "!path": must be falsy */
+	int reply;                   /* the answer to the request: an ack when one was asked */
+	int ack_only;                /* reply with no event when no ack was asked */
+	json_object *data;           /* template of the payload (NULL: no argument) */
+};
+
+struct event_spec {
+	char *name;
+	enum action action;
+	json_object *args;           /* object of templates, the action's inputs */
+	char **require;              /* req fields that must be present and non-empty */
+	size_t nrequire;
+	char **self;                 /* req fields that must equal the user's id */
+	size_t nself;
+	json_object *errors;         /* error code -> message, overriding the defaults */
+	char *on_disconnect;         /* join: the event whose emits run for this room on disconnect */
+	struct emit_spec *emits;
+	size_t nemits;
+	struct emit_spec *expired;   /* typing: emits when the entry expires */
+	size_t nexpired;
+};
+
+struct profile {
+	char *name;
+	char *file;
+	char *path;                  /* Socket.IO path; NULL: the configuration's */
+	/* auth */
+	char **token_sources;        /* "auth.token", "query.token", "header" */
+	size_t ntoken_sources;
+	char **claim_user_id, **claim_name, **claim_role, **claim_rooms;
+	size_t nclaim_user_id, nclaim_name, nclaim_role, nclaim_rooms;
+	int anonymous;               /* profile allows anonymous use (no auth at all) */
+	/* rooms */
+	json_object *personal_room;  /* template, e.g. "user:{user.id}" */
+	json_object *role_rooms;     /* {"admin": ["admin", "analyst"], "client": ["*"]} */
+	int rooms_from_token;
+	/* replies */
+	json_object *ack_ok;         /* template: the ack of a successful request */
+	json_object *ack_error;      /* template: the ack of a refused request */
+	struct emit_spec error;      /* the error event when no ack was asked */
+	/* events */
+	struct event_spec *events;
+	size_t nevents;
+	struct event_spec *on_connect, *on_disconnect, *on_online, *on_offline;
+	json_object *bus;            /* bus routes (kept as given, see aeolus-profile(5)) */
+	json_object *root;           /* the parsed file: owns the templates above */
+};
+
+/* Loads a profile by name (looked up as DIR/NAME.json) or by path (when
+ * name contains a '/' or ends in .json). On error returns NULL with
+ * "file:line: reason" in err. */
+struct profile *profile_load(const char *name, const char *dir, char *err, size_t errlen);
+/* Parses a profile from text (file names the origin in messages). */
+struct profile *profile_parse(const char *text, size_t len, const char *file,
+                              char *err, size_t errlen);
+void profile_free(struct profile *p);
+
+const struct event_spec *profile_event(const struct profile *p, const char *name);
+const char *action_name(enum action a);
+
+#endif

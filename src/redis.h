@@ -1,0 +1,35 @@
+/* redis.h -- one asynchronous Redis connection on the loop, that comes back.
+ *
+ * hiredis (async) with its libevent adapter. The connection is opened at
+ * once and re-opened after any loss with exponential backoff (100 ms to 5
+ * s), sending AUTH and SELECT from the URL first. While it is down,
+ * redis_command() fails at once rather than queueing without bound.
+ *
+ * URL forms: redis://[[user]:password@]host[:port][/db], unix:///path[?db=N],
+ * or a bare host:port. */
+#ifndef AEOLUS_REDIS_H
+#define AEOLUS_REDIS_H
+
+#include <stddef.h>
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+struct redis;
+
+/* reply is NULL when the command failed (connection lost); it is hiredis's,
+ * valid during the callback only. */
+typedef void (*redis_reply_cb)(redisReply *reply, void *ud);
+
+/* Parses url and starts connecting. NULL (with err) when the URL is bad. */
+struct redis *redis_new(struct event_base *base, const char *url, const char *what,
+                        char *err, size_t errlen);
+void redis_free(struct redis *r);
+int redis_connected(const struct redis *r);
+
+/* Sends a command (hiredis format string). Returns 0, or -1 when not
+ * connected (cb is then not called). cb may be NULL. */
+int redis_command(struct redis *r, redis_reply_cb cb, void *ud, const char *fmt, ...);
+int redis_command_argv(struct redis *r, redis_reply_cb cb, void *ud, int argc,
+                       const char **argv, const size_t *argvlen);
+
+#endif

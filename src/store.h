@@ -1,0 +1,144 @@
+/* store.h -- the shared state of the application layer, behind one table of
+ * asynchronous operations.
+ *
+ * Two implementations: the memory store (store_memory.c: one process, the
+ * zero-setup default) and the Redis store (store_redis.c: every instance of
+ * a cluster sees the same state). Callers cannot tell them apart.
+ *
+ * Rules for every operation (as libuv's requests):
+ *   - the callback is called exactly once, and never from inside the call
+ *     that started the operation (the memory store completes in a later
+ *     pass of the loop);
+ *   - err is 0 or STORE_EUNAVAIL (the backend is unreachable: nothing was
+ *     changed);
+ *   - values passed to the callback (json_object *, strings) are borrowed,
+ *     read-only (the store may share them with its own state) and valid
+ *     only during the callback (json_object_get() to keep one);
+ *   - arguments are copied by the call: the caller may free them at once;
+ *   - the caller's ud must stay valid until the callback: to act on a
+ *     socket that may disconnect meanwhile, pass its id and look it up.
+ *
+ * Names: "nsp" is a Socket.IO namespace ("/"), "room" a room of it, "user"
+ * the user id, "sid" a socket id. Presence counts sockets (sids) per user, so
+ * a user with two tabs is online once, and gone only when both are. */
+#ifndef AEOLUS_STORE_H
+#define AEOLUS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <event2/event.h>
+#include <json-c/json.h>
+
+#define STORE_EUNAVAIL 1
+
+struct store;
+
+typedef void (*store_done_cb)(int err, void *ud);
+/* flag: see each operation (first/last/new/existed). */
+typedef void (*store_flag_cb)(int err, int flag, void *ud);
+typedef void (*store_json_cb)(int err, json_object *val, void *ud);
+/* ok: 1 when taken; otherwise retry_after_ms says how long until it can be. */
+typedef void (*store_cooldown_cb)(int err, int ok, uint64_t retry_after_ms, void *ud);
+/* A typing entry expired: called once per expiry, cluster-wide. */
+typedef void (*store_typing_expired_cb)(const char *nsp, const char *room, const char *user,
+                                        json_object *info, void *ud);
+
+/* Which part of a history to read. after/before are message ids ("" or
+ * NULL: not set), compared as numbers. With after: the first `limit`
+ * messages newer than it; otherwise the newest `limit`. Before, when set,
+ * excludes it and everything newer (with or without after). Always returned
+ * oldest first; fewer when the history holds fewer (limit 0: none). An
+ * after or before that is not a decimal number selects nothing. */
+struct history_query {
+	const char *after;
+	const char *before;
+	unsigned limit;
+};
+
+struct store_ops {
+	const char *name;            /* "memory", "redis" */
+
+	/* Presence in a namespace. user_add: flag = 1 when sid is the user's
+	 * first socket (adding a sid already there changes nothing); name NULL
+	 * means the user id, and a later non-NULL name replaces the stored one.
+	 * user_remove: flag = 1 when it was the last (0 for a sid not there). */
+	void (*user_add)(struct store *st, const char *nsp, const char *user, const char *name,
+	                 const char *sid, store_flag_cb cb, void *ud);
+	void (*user_remove)(struct store *st, const char *nsp, const char *user, const char *sid,
+	                    store_flag_cb cb, void *ud);
+	/* [{"userId":..., "name":...}, ...] online in nsp, each user once, sorted by userId. */
+	void (*users_online)(struct store *st, const char *nsp, store_json_cb cb, void *ud);
+
+	/* Membership of a room, per user, counted by sid (as presence). */
+	void (*room_add)(struct store *st, const char *nsp, const char *room, const char *user,
+	                 const char *name, const char *sid, store_flag_cb cb, void *ud);
+	void (*room_remove)(struct store *st, const char *nsp, const char *room, const char *user,
+	                    const char *sid, store_flag_cb cb, void *ud);
+	/* [{"userId":..., "name":...}, ...] in the room, each user once, sorted by userId. */
+	void (*room_members)(struct store *st, const char *nsp, const char *room,
+	                     store_json_cb cb, void *ud);
+
+	/* Channel settings: an object, or NULL in the callback when unknown.
+	 * channel_set with value NULL forgets them. */
+	void (*channel_get)(struct store *st, const char *channel, store_json_cb cb, void *ud);
+	void (*channel_set)(struct store *st, const char *channel, json_object *value,
+	                    store_done_cb cb, void *ud);
+
+	/* Appends msg (an object, copied) to the channel's history, keeping the
+	 * newest `cap` (0: none). The store gives it "id" (replacing any): a
+	 * decimal string, increasing within the channel and never reused, even
+	 * after trimming or when cap is 0, and returns the stored message. */
+	void (*history_add)(struct store *st, const char *channel, json_object *msg, unsigned cap,
+	                    store_json_cb cb, void *ud);
+	/* An array of messages, oldest first (see struct history_query). */
+	void (*history_get)(struct store *st, const char *channel, const struct history_query *q,
+	                    store_json_cb cb, void *ud);
+
+	/* Slow mode: takes the (key, user) slot for ms milliseconds if it is
+	 * free; atomic. Refused: ok = 0 and retry_after_ms in (0, ms]. */
+	void (*cooldown_take)(struct store *st, const char *key, const char *user, uint64_t ms,
+	                      store_cooldown_cb cb, void *ud);
+
+	/* Typing: sets (or refreshes) an entry that expires after ttl_ms;
+	 * flag = 1 when it did not exist. info (copied, may be NULL) comes back
+	 * in the expiry callback. typing_clear: flag = 1 when it existed (and so
+	 * no expiry will be reported for it). An entry past its ttl no longer
+	 * exists for typing_set and typing_clear, whether or not its expiry has
+	 * been reported yet (it will be, once). */
+	void (*typing_set)(struct store *st, const char *nsp, const char *room, const char *user,
+	                   json_object *info, uint64_t ttl_ms, store_flag_cb cb, void *ud);
+	void (*typing_clear)(struct store *st, const char *nsp, const char *room, const char *user,
+	                     store_flag_cb cb, void *ud);
+
+	/* Frees the store. Pending callbacks are dropped, never called. May be
+	 * called from inside any callback, on_typing_expired included. */
+	void (*free)(struct store *st);
+};
+
+struct store {
+	const struct store_ops *ops;
+	store_typing_expired_cb on_typing_expired;
+	void *on_typing_expired_ud;
+};
+
+/* The memory store. Completions come in the order the operations were
+ * started; err is always 0. Running out of memory aborts the process. */
+struct store *store_memory_new(struct event_base *base);
+
+/* Shorthands: st->ops->x(st, ...). */
+#define store_user_add(st, ...)      (st)->ops->user_add((st), __VA_ARGS__)
+#define store_user_remove(st, ...)   (st)->ops->user_remove((st), __VA_ARGS__)
+#define store_users_online(st, ...)  (st)->ops->users_online((st), __VA_ARGS__)
+#define store_room_add(st, ...)      (st)->ops->room_add((st), __VA_ARGS__)
+#define store_room_remove(st, ...)   (st)->ops->room_remove((st), __VA_ARGS__)
+#define store_room_members(st, ...)  (st)->ops->room_members((st), __VA_ARGS__)
+#define store_channel_get(st, ...)   (st)->ops->channel_get((st), __VA_ARGS__)
+#define store_channel_set(st, ...)   (st)->ops->channel_set((st), __VA_ARGS__)
+#define store_history_add(st, ...)   (st)->ops->history_add((st), __VA_ARGS__)
+#define store_history_get(st, ...)   (st)->ops->history_get((st), __VA_ARGS__)
+#define store_cooldown_take(st, ...) (st)->ops->cooldown_take((st), __VA_ARGS__)
+#define store_typing_set(st, ...)    (st)->ops->typing_set((st), __VA_ARGS__)
+#define store_typing_clear(st, ...)  (st)->ops->typing_clear((st), __VA_ARGS__)
+#define store_free(st)               (st)->ops->free(st)
+
+#endif

@@ -1,0 +1,62 @@
+/* fuzz_profile.c -- the profile parser, its templates, and the configuration
+ * file reader on arbitrary input. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "profile.h"
+#include "tmpl.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void eval_all(struct profile *p)
+{
+	json_object *ctx = json_tokener_parse(
+		"{\"req\":{\"channelId\":\"c\",\"n\":5,\"a\":[1,2]},\"user\":{\"id\":\"u\",\"name\":\"U\"},"
+		"\"now\":{\"ms\":1700000000000},\"room\":\"r\",\"members\":[]}");
+	for (size_t i = 0; i < p->nevents; i++) {
+		const struct event_spec *ev = &p->events[i];
+		json_object *out;
+		const char *what;
+		if (ev->args && tmpl_eval(ev->args, ctx, &out, &what) == TMPL_OK)
+			json_object_put(out);
+		for (size_t k = 0; k < ev->nemits; k++) {
+			if (ev->emits[k].data && tmpl_eval(ev->emits[k].data, ctx, &out, &what) == TMPL_OK)
+				json_object_put(out);
+			free(tmpl_string(ev->emits[k].event, ctx));
+		}
+	}
+	json_object_put(ctx);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char err[512];
+	struct profile *p = profile_parse((const char *)data, size, "fuzz.json", err, sizeof err);
+	if (p) {
+		eval_all(p);
+		profile_free(p);
+	}
+
+	/* The same bytes as a configuration file. */
+	char path[] = "/tmp/fuzz-conf-XXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0)
+		return 0;
+	if (write(fd, data, size) == (ssize_t)size) {
+		struct config_source *src = NULL;
+		size_t n = 0;
+		struct config c;
+		config_defaults(&c);
+		if (config_read_file(path, &src, &n, err, sizeof err) == 0)
+			config_build(&c, src, n, err, sizeof err);
+		config_sources_free(src, n);
+		config_free(&c);
+	}
+	close(fd);
+	unlink(path);
+	return 0;
+}

@@ -1,0 +1,876 @@
+/* test_store.c -- the memory store (store.h), driven through a real
+ * libevent loop: every callback must come from the loop, never from the call
+ * that started the operation. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "store.h"
+#include "util.h"
+
+#define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+static struct event_base *base;
+static struct store *st;
+
+/* --- the loop --- */
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	*(int *)arg = 1;
+}
+
+/* Runs the loop until *n reaches want (n may be NULL), or ms have passed. */
+static void run(const int *n, int want, unsigned ms)
+{
+	int late = 0;
+	struct event *t = evtimer_new(base, on_deadline, &late);
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(t, &tv);
+	while (!late && !(n && *n >= want))
+		event_base_loop(base, EVLOOP_ONCE);
+	event_free(t);
+}
+
+/* Runs the loop until *n is 1, then a little more: it must stay 1. */
+static void await_once(const int *n)
+{
+	ck_assert_int_eq(*n, 0);     /* not called from inside the call */
+	run(n, 1, 1000);
+	ck_assert_int_eq(*n, 1);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	ck_assert_int_eq(*n, 1);
+}
+
+/* --- what the callbacks saw --- */
+
+static int seq;                  /* counts every callback */
+
+struct res {
+	int n;                       /* calls */
+	int err;
+	int flag;                    /* flag, or ok */
+	uint64_t retry;
+	int seq;                     /* the value of seq at the call */
+	json_object *val;            /* a reference to the value */
+};
+
+static void res_clear(struct res *r)
+{
+	json_object_put(r->val);
+	memset(r, 0, sizeof *r);
+}
+
+static void seen(struct res *r, int err)
+{
+	r->n++;
+	r->err = err;
+	r->seq = ++seq;
+}
+
+static void done_cb(int err, void *ud)
+{
+	seen(ud, err);
+}
+
+static void flag_cb(int err, int flag, void *ud)
+{
+	struct res *r = ud;
+	seen(r, err);
+	r->flag = flag;
+}
+
+static void json_cb(int err, json_object *val, void *ud)
+{
+	struct res *r = ud;
+	seen(r, err);
+	json_object_put(r->val);
+	r->val = json_object_get(val);
+}
+
+static void cooldown_cb(int err, int ok, uint64_t retry_after_ms, void *ud)
+{
+	struct res *r = ud;
+	seen(r, err);
+	r->flag = ok;
+	r->retry = retry_after_ms;
+}
+
+/* The typing entries reported expired, as "nsp|room|user=info;" each. */
+static struct {
+	int n;
+	int seq;                     /* of the last one */
+	uint64_t at;                 /* mono_ms() at the last one */
+	char log[512];
+} expired;
+
+static void on_expired(const char *nsp, const char *room, const char *user, json_object *info,
+                       void *ud)
+{
+	size_t len = strlen(expired.log);
+
+	ck_assert_ptr_eq(ud, &expired);
+	snprintf(expired.log + len, sizeof expired.log - len, "%s|%s|%s=%s;", nsp, room, user,
+	         json_object_to_json_string_ext(info, JSON_FLAGS));
+	expired.n++;
+	expired.seq = ++seq;
+	expired.at = mono_ms();
+}
+
+/* --- fixture --- */
+
+static void setup(void)
+{
+	base = event_base_new();
+	ck_assert_ptr_nonnull(base);
+	st = store_memory_new(base);
+	ck_assert_ptr_nonnull(st);
+	st->on_typing_expired = on_expired;
+	st->on_typing_expired_ud = &expired;
+	memset(&expired, 0, sizeof expired);
+	seq = 0;
+}
+
+static void teardown(void)
+{
+	if (st)
+		store_free(st);
+	st = NULL;
+	event_base_free(base);
+}
+
+/* --- the operations, waited for --- */
+
+static int flag_of(struct res *r)
+{
+	await_once(&r->n);
+	ck_assert_int_eq(r->err, 0);
+	return r->flag;
+}
+
+static int user_add(const char *nsp, const char *user, const char *name, const char *sid)
+{
+	struct res r = { 0 };
+	store_user_add(st, nsp, user, name, sid, flag_cb, &r);
+	return flag_of(&r);
+}
+
+static int user_remove(const char *nsp, const char *user, const char *sid)
+{
+	struct res r = { 0 };
+	store_user_remove(st, nsp, user, sid, flag_cb, &r);
+	return flag_of(&r);
+}
+
+static int room_add(const char *nsp, const char *room, const char *user, const char *name,
+                    const char *sid)
+{
+	struct res r = { 0 };
+	store_room_add(st, nsp, room, user, name, sid, flag_cb, &r);
+	return flag_of(&r);
+}
+
+static int room_remove(const char *nsp, const char *room, const char *user, const char *sid)
+{
+	struct res r = { 0 };
+	store_room_remove(st, nsp, room, user, sid, flag_cb, &r);
+	return flag_of(&r);
+}
+
+/* The value of a json result, as text ("NULL" for none); the caller frees it. */
+static char *text_of(struct res *r)
+{
+	await_once(&r->n);
+	ck_assert_int_eq(r->err, 0);
+	char *s = strdup(r->val ? json_object_to_json_string_ext(r->val, JSON_FLAGS) : "NULL");
+	res_clear(r);
+	return s;
+}
+
+#define ck_assert_text(call, want) do { \
+	char *got_ = (call); \
+	ck_assert_str_eq(got_, want); \
+	free(got_); \
+} while (0)
+
+static char *users_online(const char *nsp)
+{
+	struct res r = { 0 };
+	store_users_online(st, nsp, json_cb, &r);
+	return text_of(&r);
+}
+
+static char *room_members(const char *nsp, const char *room)
+{
+	struct res r = { 0 };
+	store_room_members(st, nsp, room, json_cb, &r);
+	return text_of(&r);
+}
+
+static void channel_set(const char *channel, json_object *value)
+{
+	struct res r = { 0 };
+	store_channel_set(st, channel, value, done_cb, &r);
+	await_once(&r.n);
+	ck_assert_int_eq(r.err, 0);
+}
+
+static char *channel_get(const char *channel)
+{
+	struct res r = { 0 };
+	store_channel_get(st, channel, json_cb, &r);
+	return text_of(&r);
+}
+
+/* Adds {"text": "m<n>"}; returns the id given (checked against the stored
+ * message, which must also keep the text). */
+static unsigned long history_add(const char *channel, unsigned n, unsigned cap)
+{
+	struct res r = { 0 };
+	json_object *msg = json_object_new_object();
+	char text[32];
+
+	snprintf(text, sizeof text, "m%u", n);
+	json_object_object_add(msg, "text", json_object_new_string(text));
+	store_history_add(st, channel, msg, cap, json_cb, &r);
+	json_object_put(msg);
+	await_once(&r.n);
+	ck_assert_int_eq(r.err, 0);
+
+	json_object *id, *t;
+	ck_assert(json_object_object_get_ex(r.val, "id", &id));
+	ck_assert(json_object_is_type(id, json_type_string));
+	ck_assert(json_object_object_get_ex(r.val, "text", &t));
+	ck_assert_str_eq(json_object_get_string(t), text);
+	unsigned long v = strtoul(json_object_get_string(id), NULL, 10);
+	res_clear(&r);
+	return v;
+}
+
+/* The ids of the messages selected, as "1,2,3"; each message's text must
+ * be "m<id>" (as history_add_n stores them). */
+static char *history_get(const char *channel, const char *after, const char *before,
+                         unsigned limit)
+{
+	struct history_query q = { after, before, limit };
+	struct res r = { 0 };
+	char out[512] = "";
+
+	store_history_get(st, channel, &q, json_cb, &r);
+	await_once(&r.n);
+	ck_assert_int_eq(r.err, 0);
+	ck_assert(json_object_is_type(r.val, json_type_array));
+	for (size_t i = 0; i < json_object_array_length(r.val); i++) {
+		json_object *m = json_object_array_get_idx(r.val, i), *id, *t;
+		char text[32];
+		ck_assert(json_object_object_get_ex(m, "id", &id));
+		ck_assert(json_object_object_get_ex(m, "text", &t));
+		snprintf(text, sizeof text, "m%s", json_object_get_string(id));
+		ck_assert_str_eq(json_object_get_string(t), text);
+		snprintf(out + strlen(out), sizeof out - strlen(out), "%s%s", i ? "," : "",
+		         json_object_get_string(id));
+	}
+	res_clear(&r);
+	return strdup(out);
+}
+
+/* Messages 1..n, in a history that keeps them all. */
+static void history_add_n(const char *channel, unsigned n)
+{
+	for (unsigned i = 1; i <= n; i++)
+		ck_assert_uint_eq(history_add(channel, i, 1000), i);
+}
+
+static int cooldown_take(const char *key, const char *user, uint64_t ms, uint64_t *retry)
+{
+	struct res r = { 0 };
+	store_cooldown_take(st, key, user, ms, cooldown_cb, &r);
+	await_once(&r.n);
+	ck_assert_int_eq(r.err, 0);
+	if (retry)
+		*retry = r.retry;
+	if (r.flag)
+		ck_assert_uint_eq(r.retry, 0);
+	return r.flag;
+}
+
+/* info: JSON text, or NULL. */
+static int typing_set(const char *nsp, const char *room, const char *user, const char *info,
+                      uint64_t ttl_ms)
+{
+	struct res r = { 0 };
+	json_object *o = info ? json_tokener_parse(info) : NULL;
+
+	store_typing_set(st, nsp, room, user, o, ttl_ms, flag_cb, &r);
+	json_object_put(o);
+	return flag_of(&r);
+}
+
+static int typing_clear(const char *nsp, const char *room, const char *user)
+{
+	struct res r = { 0 };
+	store_typing_clear(st, nsp, room, user, flag_cb, &r);
+	return flag_of(&r);
+}
+
+/* ------------------------------------------------------------------------
+ * Completions */
+
+START_TEST(callbacks_deferred_in_order)
+{
+	struct res r[10] = { { 0 } };
+	struct history_query q = { NULL, NULL, 10 };
+	json_object *o = json_object_new_object();
+
+	store_user_add(st, "/", "u", "U", "s1", flag_cb, &r[0]);
+	store_user_remove(st, "/", "u", "s1", flag_cb, &r[1]);
+	store_users_online(st, "/", json_cb, &r[2]);
+	store_room_add(st, "/", "r", "u", "U", "s1", flag_cb, &r[3]);
+	store_room_members(st, "/", "r", json_cb, &r[4]);
+	store_channel_set(st, "c", o, done_cb, &r[5]);
+	store_history_add(st, "c", o, 10, json_cb, &r[6]);
+	store_history_get(st, "c", &q, json_cb, &r[7]);
+	store_cooldown_take(st, "k", "u", 1000, cooldown_cb, &r[8]);
+	store_typing_set(st, "/", "r", "u", o, 1000, flag_cb, &r[9]);
+	json_object_put(o);
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(r[i].n, 0);
+
+	run(&r[9].n, 1, 1000);
+	run(NULL, 0, 10);
+	for (int i = 0; i < 10; i++) {
+		ck_assert_int_eq(r[i].n, 1);
+		ck_assert_int_eq(r[i].err, 0);
+		ck_assert_int_eq(r[i].seq, i + 1);
+		res_clear(&r[i]);
+	}
+}
+END_TEST
+
+/* A callback that starts another operation: that one is not called from
+ * inside the callback either. */
+static void chain_cb(int err, int flag, void *ud)
+{
+	struct res *r = ud;
+
+	flag_cb(err, flag, ud);
+	store_user_add(st, "/", "v", NULL, "s2", flag_cb, r + 1);
+	ck_assert_int_eq(r[1].n, 0);
+}
+
+START_TEST(callback_starting_another)
+{
+	struct res r[2] = { { 0 } };
+
+	store_user_add(st, "/", "u", NULL, "s1", chain_cb, r);
+	run(&r[1].n, 1, 1000);
+	ck_assert_int_eq(r[0].n, 1);
+	ck_assert_int_eq(r[1].n, 1);
+	ck_assert_int_eq(r[1].flag, 1);
+}
+END_TEST
+
+START_TEST(free_drops_pending)
+{
+	struct res r[8] = { { 0 } };
+	struct history_query q = { NULL, NULL, 10 };
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "a", json_object_new_string("b"));
+	/* Some state to free as well. */
+	ck_assert_int_eq(user_add("/", "u", "U", "s0"), 1);
+	ck_assert_int_eq(room_add("/", "r", "u", "U", "s0"), 1);
+	ck_assert_int_eq(typing_set("/", "r", "w", "{}", 5000), 1);
+
+	store_user_add(st, "/", "u", "U", "s1", flag_cb, &r[0]);
+	store_users_online(st, "/", json_cb, &r[1]);
+	store_channel_set(st, "c", o, done_cb, &r[2]);
+	store_channel_get(st, "c", json_cb, &r[3]);
+	store_history_add(st, "c", o, 10, json_cb, &r[4]);
+	store_history_get(st, "c", &q, json_cb, &r[5]);
+	store_cooldown_take(st, "k", "u", 1000, cooldown_cb, &r[6]);
+	store_typing_set(st, "/", "r", "u", o, 10, flag_cb, &r[7]);
+	json_object_put(o);
+	store_free(st);
+	st = NULL;
+
+	run(NULL, 0, 30);
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_eq(r[i].n, 0);
+	ck_assert_int_eq(expired.n, 0);
+}
+END_TEST
+
+static void free_cb(int err, int flag, void *ud)
+{
+	flag_cb(err, flag, ud);
+	store_free(st);
+	st = NULL;
+}
+
+START_TEST(free_from_callback)
+{
+	struct res r[3] = { { 0 } };
+
+	store_user_add(st, "/", "u", NULL, "s1", flag_cb, &r[0]);
+	store_user_add(st, "/", "u", NULL, "s2", free_cb, &r[1]);
+	store_user_add(st, "/", "u", NULL, "s3", flag_cb, &r[2]);
+	run(&r[1].n, 1, 1000);
+	run(NULL, 0, 10);
+	ck_assert_ptr_null(st);
+	ck_assert_int_eq(r[0].n, 1);
+	ck_assert_int_eq(r[1].n, 1);
+	ck_assert_int_eq(r[2].n, 0);
+}
+END_TEST
+
+static void expired_then_free(const char *nsp, const char *room, const char *user,
+                              json_object *info, void *ud)
+{
+	on_expired(nsp, room, user, info, ud);
+	store_free(st);
+	st = NULL;
+}
+
+START_TEST(free_from_expiry)
+{
+	struct res r[2] = { { 0 } };
+
+	/* Both expire in the same pass: the second is dropped. */
+	st->on_typing_expired = expired_then_free;
+	store_typing_set(st, "/", "r", "u", NULL, 10, flag_cb, &r[0]);
+	store_typing_set(st, "/", "r", "v", NULL, 10, flag_cb, &r[1]);
+	run(&expired.n, 1, 1000);
+	ck_assert_ptr_null(st);
+	run(NULL, 0, 30);
+	ck_assert_int_eq(r[0].n, 1);
+	ck_assert_int_eq(r[1].n, 1);
+	ck_assert_int_eq(expired.n, 1);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * Presence and rooms */
+
+START_TEST(user_first_and_last)
+{
+	ck_assert_int_eq(user_add("/", "u", "U", "s1"), 1);
+	ck_assert_int_eq(user_add("/", "u", "U", "s2"), 0);
+	ck_assert_int_eq(user_add("/", "u", "U", "s2"), 0);   /* again: no change */
+	ck_assert_int_eq(user_remove("/", "u", "s1"), 0);
+	ck_assert_int_eq(user_remove("/", "u", "s1"), 0);     /* not there */
+	ck_assert_int_eq(user_remove("/", "u", "s2"), 1);
+	ck_assert_int_eq(user_remove("/", "u", "s2"), 0);
+	ck_assert_int_eq(user_remove("/", "nobody", "s9"), 0);
+	ck_assert_text(users_online("/"), "[]");
+	ck_assert_int_eq(user_add("/", "u", "U", "s3"), 1);
+}
+END_TEST
+
+START_TEST(users_online_sorted_once)
+{
+	ck_assert_text(users_online("/"), "[]");
+	ck_assert_int_eq(user_add("/", "carol", "Carol", "s1"), 1);
+	ck_assert_int_eq(user_add("/", "alice", "Alice", "s2"), 1);
+	ck_assert_int_eq(user_add("/", "bob", NULL, "s3"), 1);
+	ck_assert_int_eq(user_add("/", "alice", "Alice", "s4"), 0);
+	ck_assert_int_eq(user_add("/chat", "dave", "Dave", "s5"), 1);
+	ck_assert_text(users_online("/"),
+	               "[{\"userId\":\"alice\",\"name\":\"Alice\"},"
+	               "{\"userId\":\"bob\",\"name\":\"bob\"},"
+	               "{\"userId\":\"carol\",\"name\":\"Carol\"}]");
+	ck_assert_text(users_online("/chat"), "[{\"userId\":\"dave\",\"name\":\"Dave\"}]");
+
+	/* A name given later replaces the first; a NULL one does not. */
+	ck_assert_int_eq(user_add("/", "bob", "Bob", "s6"), 0);
+	ck_assert_int_eq(user_add("/", "bob", NULL, "s7"), 0);
+	ck_assert_int_eq(user_remove("/", "alice", "s2"), 0);
+	ck_assert_int_eq(user_remove("/", "carol", "s1"), 1);
+	ck_assert_text(users_online("/"),
+	               "[{\"userId\":\"alice\",\"name\":\"Alice\"},"
+	               "{\"userId\":\"bob\",\"name\":\"Bob\"}]");
+}
+END_TEST
+
+START_TEST(rooms_counted_and_isolated)
+{
+	ck_assert_int_eq(room_add("/", "r1", "u", "U", "s1"), 1);
+	ck_assert_int_eq(room_add("/", "r1", "u", "U", "s2"), 0);
+	ck_assert_int_eq(room_add("/", "r1", "a", NULL, "s3"), 1);
+	ck_assert_int_eq(room_add("/", "r2", "u", "U", "s1"), 1);
+	ck_assert_int_eq(room_add("/chat", "r1", "z", "Z", "s4"), 1);
+
+	ck_assert_text(room_members("/", "r1"),
+	               "[{\"userId\":\"a\",\"name\":\"a\"},{\"userId\":\"u\",\"name\":\"U\"}]");
+	ck_assert_text(room_members("/", "r2"), "[{\"userId\":\"u\",\"name\":\"U\"}]");
+	ck_assert_text(room_members("/chat", "r1"), "[{\"userId\":\"z\",\"name\":\"Z\"}]");
+	ck_assert_text(room_members("/", "r3"), "[]");
+	ck_assert_text(users_online("/"), "[]");   /* rooms are not presence */
+
+	ck_assert_int_eq(room_remove("/", "r1", "u", "s1"), 0);
+	ck_assert_int_eq(room_remove("/", "r2", "u", "s2"), 0);   /* s2 is in r1 only */
+	ck_assert_int_eq(room_remove("/chat", "r1", "u", "s2"), 0);
+	ck_assert_int_eq(room_remove("/", "r1", "u", "s2"), 1);
+	ck_assert_text(room_members("/", "r1"), "[{\"userId\":\"a\",\"name\":\"a\"}]");
+	ck_assert_text(room_members("/", "r2"), "[{\"userId\":\"u\",\"name\":\"U\"}]");
+	ck_assert_int_eq(room_remove("/", "r1", "a", "s3"), 1);
+	ck_assert_int_eq(room_remove("/", "r2", "u", "s1"), 1);
+	ck_assert_int_eq(room_remove("/chat", "r1", "z", "s4"), 1);
+	ck_assert_text(room_members("/", "r1"), "[]");
+	ck_assert_int_eq(room_add("/", "r1", "u", "U", "s1"), 1);
+}
+END_TEST
+
+/* Tuples that naive composite keys would merge. */
+static const char *const tricky[][2] = {
+	{ "a:b", "c" }, { "a", "b:c" },          /* ':' as separator */
+	{ "/a", "b" }, { "/", "ab" },            /* no separator */
+	{ "a\x01" "b", "c" }, { "a", "b\x01" "c" },    /* '\x01' as separator */
+	{ "1:a", "" }, { "", "1:a" },            /* length prefixes */
+};
+#define NTRICKY (sizeof tricky / sizeof tricky[0])
+
+START_TEST(tricky_names_do_not_collide)
+{
+	char sid[16], want[64];
+
+	for (size_t i = 0; i < NTRICKY; i++) {
+		snprintf(sid, sizeof sid, "s%zu", i);
+		ck_assert_int_eq(room_add(tricky[i][0], tricky[i][1], sid, sid, sid), 1);
+		ck_assert_int_eq(typing_set("/", tricky[i][0], tricky[i][1], NULL, 5000), 1);
+		ck_assert_int_eq(cooldown_take(tricky[i][0], tricky[i][1], 5000, NULL), 1);
+	}
+	for (size_t i = 0; i < NTRICKY; i++) {
+		snprintf(sid, sizeof sid, "s%zu", i);
+		snprintf(want, sizeof want, "[{\"userId\":\"%s\",\"name\":\"%s\"}]", sid, sid);
+		ck_assert_text(room_members(tricky[i][0], tricky[i][1]), want);
+		ck_assert_int_eq(typing_clear("/", tricky[i][0], tricky[i][1]), 1);
+	}
+
+	ck_assert_int_eq(user_add("/", "a:b", NULL, "s1"), 1);
+	ck_assert_int_eq(user_add("/", "a", NULL, "s2"), 1);
+	ck_assert_int_eq(user_add("/", "a\x01" "b", NULL, "s3"), 1);
+	ck_assert_text(users_online("/"),
+	               "[{\"userId\":\"a\",\"name\":\"a\"},"
+	               "{\"userId\":\"a\\u0001b\",\"name\":\"a\\u0001b\"},"
+	               "{\"userId\":\"a:b\",\"name\":\"a:b\"}]");
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * Channels */
+
+START_TEST(channel_round_trip_and_copy)
+{
+	json_object *v = json_tokener_parse("{\"slowMs\":5,\"tags\":[\"x\"]}");
+
+	ck_assert_text(channel_get("c"), "NULL");
+	channel_set("c", v);
+	/* The caller's object is not the stored one. */
+	json_object_object_add(v, "slowMs", json_object_new_int(9));
+	json_object_array_add(json_object_object_get(v, "tags"), json_object_new_string("y"));
+	ck_assert_text(channel_get("c"), "{\"slowMs\":5,\"tags\":[\"x\"]}");
+	ck_assert_text(channel_get("d"), "NULL");
+
+	channel_set("c", v);
+	json_object_put(v);
+	ck_assert_text(channel_get("c"), "{\"slowMs\":9,\"tags\":[\"x\",\"y\"]}");
+	channel_set("c", NULL);
+	ck_assert_text(channel_get("c"), "NULL");
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * Histories */
+
+START_TEST(history_ids_never_reused)
+{
+	for (unsigned i = 1; i <= 5; i++)
+		ck_assert_uint_eq(history_add("c", i, 3), i);
+	ck_assert_text(history_get("c", NULL, NULL, 10), "3,4,5");
+	ck_assert_uint_eq(history_add("c", 6, 0), 6);         /* keeps nothing */
+	ck_assert_text(history_get("c", NULL, NULL, 10), "");
+	ck_assert_uint_eq(history_add("c", 7, 3), 7);
+	ck_assert_text(history_get("c", NULL, NULL, 10), "7");
+	/* Another channel counts on its own. */
+	ck_assert_uint_eq(history_add("d", 1, 3), 1);
+	ck_assert_text(history_get("e", NULL, NULL, 10), "");
+}
+END_TEST
+
+START_TEST(history_add_copies)
+{
+	struct res r = { 0 };
+	json_object *msg = json_tokener_parse("{\"text\":\"hi\",\"id\":\"forged\"}");
+
+	store_history_add(st, "c", msg, 10, json_cb, &r);
+	json_object_object_add(msg, "text", json_object_new_string("changed"));
+	await_once(&r.n);
+	ck_assert_str_eq(json_object_to_json_string_ext(r.val, JSON_FLAGS),
+	                 "{\"text\":\"hi\",\"id\":\"1\"}");
+	ck_assert_str_eq(json_object_to_json_string_ext(msg, JSON_FLAGS),
+	                 "{\"text\":\"changed\",\"id\":\"forged\"}");
+	json_object_put(msg);
+	res_clear(&r);
+}
+END_TEST
+
+START_TEST(history_queries)
+{
+	history_add_n("c", 12);
+	/* Neither: the newest, oldest first. */
+	ck_assert_text(history_get("c", NULL, NULL, 3), "10,11,12");
+	ck_assert_text(history_get("c", "", "", 3), "10,11,12");
+	ck_assert_text(history_get("c", NULL, NULL, 100), "1,2,3,4,5,6,7,8,9,10,11,12");
+	ck_assert_text(history_get("c", NULL, NULL, 0), "");
+	/* After: the first newer ones (ids compare as numbers: 9 < 10). */
+	ck_assert_text(history_get("c", "9", NULL, 2), "10,11");
+	ck_assert_text(history_get("c", "2", NULL, 3), "3,4,5");
+	ck_assert_text(history_get("c", "0", NULL, 2), "1,2");
+	ck_assert_text(history_get("c", "10", NULL, 100), "11,12");
+	ck_assert_text(history_get("c", "12", NULL, 5), "");
+	ck_assert_text(history_get("c", "99999999999999999999999", NULL, 5), "");
+	/* Before: the newest older ones. */
+	ck_assert_text(history_get("c", NULL, "10", 3), "7,8,9");
+	ck_assert_text(history_get("c", NULL, "3", 5), "1,2");
+	ck_assert_text(history_get("c", NULL, "1", 5), "");
+	ck_assert_text(history_get("c", NULL, "100", 2), "11,12");
+	/* Both: between them, the first ones. */
+	ck_assert_text(history_get("c", "3", "9", 2), "4,5");
+	ck_assert_text(history_get("c", "3", "9", 100), "4,5,6,7,8");
+	ck_assert_text(history_get("c", "9", "3", 100), "");
+	/* Not ids. */
+	ck_assert_text(history_get("c", "x", NULL, 5), "");
+	ck_assert_text(history_get("c", NULL, "-1", 5), "");
+	ck_assert_text(history_get("c", "1.5", NULL, 5), "");
+}
+END_TEST
+
+START_TEST(history_queries_after_trim)
+{
+	for (unsigned i = 1; i <= 10; i++)
+		ck_assert_uint_eq(history_add("c", i, 4), i);   /* keeps 7..10 */
+	ck_assert_text(history_get("c", NULL, NULL, 100), "7,8,9,10");
+	ck_assert_text(history_get("c", "2", NULL, 2), "7,8");
+	ck_assert_text(history_get("c", "8", NULL, 100), "9,10");
+	ck_assert_text(history_get("c", NULL, "8", 100), "7");
+	ck_assert_text(history_get("c", NULL, "5", 100), "");
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * Cooldowns */
+
+/* Starts two takes of (key, user) at once: the first must get it. Returns
+ * the retry_after_ms of the second. */
+static uint64_t cooldown_take_twice(const char *key, const char *user, uint64_t ms)
+{
+	struct res r[2] = { { 0 } };
+
+	store_cooldown_take(st, key, user, ms, cooldown_cb, &r[0]);
+	store_cooldown_take(st, key, user, ms, cooldown_cb, &r[1]);
+	await_once(&r[1].n);
+	ck_assert_int_eq(r[0].n, 1);
+	ck_assert_int_eq(r[0].flag, 1);
+	ck_assert_uint_eq(r[0].retry, 0);
+	ck_assert_int_eq(r[1].flag, 0);
+	return r[1].retry;
+}
+
+START_TEST(cooldown_take_and_expire)
+{
+	uint64_t retry = cooldown_take_twice("slow:c", "u", 100);
+
+	ck_assert_uint_gt(retry, 0);
+	ck_assert_uint_le(retry, 100);
+	ck_assert_int_eq(cooldown_take("slow:c", "v", 100, NULL), 1);
+	ck_assert_int_eq(cooldown_take("slow:d", "u", 100, NULL), 1);
+
+	run(NULL, 0, 110);                           /* the timer frees them */
+	ck_assert_int_eq(cooldown_take("slow:c", "u", 100, NULL), 1);
+	/* Past its deadline but not yet freed by the timer: free as well. */
+	usleep(110 * 1000);
+	ck_assert_uint_gt(cooldown_take_twice("slow:c", "u", 100), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
+ * Typing */
+
+START_TEST(typing_expires_once)
+{
+	struct res r[2] = { { 0 } };
+	json_object *one = json_tokener_parse("{\"n\":1}"), *two = json_tokener_parse("{\"n\":2}");
+
+	store_typing_set(st, "/", "r", "u", one, 1000, flag_cb, &r[0]);
+	store_typing_set(st, "/", "r", "u", two, 30, flag_cb, &r[1]);
+	json_object_put(one);
+	json_object_put(two);
+	await_once(&r[1].n);
+	ck_assert_int_eq(r[0].flag, 1);
+	ck_assert_int_eq(r[1].flag, 0);
+	run(&expired.n, 1, 1000);
+	ck_assert_int_eq(expired.n, 1);
+	ck_assert_str_eq(expired.log, "/|r|u={\"n\":2};");
+	run(NULL, 0, 50);
+	ck_assert_int_eq(expired.n, 1);
+	ck_assert_int_eq(typing_set("/", "r", "u", NULL, 5000), 1);
+}
+END_TEST
+
+START_TEST(typing_clear_no_expiry)
+{
+	struct res r[2] = { { 0 } };
+
+	store_typing_set(st, "/", "r", "u", NULL, 100, flag_cb, &r[0]);
+	store_typing_clear(st, "/", "r", "u", flag_cb, &r[1]);
+	await_once(&r[1].n);
+	ck_assert_int_eq(r[0].flag, 1);
+	ck_assert_int_eq(r[1].flag, 1);
+	ck_assert_int_eq(typing_clear("/", "r", "u"), 0);
+	ck_assert_int_eq(typing_clear("/", "r", "v"), 0);
+	run(NULL, 0, 150);
+	ck_assert_int_eq(expired.n, 0);
+}
+END_TEST
+
+START_TEST(typing_refresh_postpones)
+{
+	struct res r[2] = { { 0 } };
+	uint64_t t0 = mono_ms();
+
+	store_typing_set(st, "/", "r", "u", NULL, 100, flag_cb, &r[0]);
+	store_typing_set(st, "/", "r", "u", NULL, 250, flag_cb, &r[1]);
+	await_once(&r[1].n);
+	ck_assert_int_eq(r[0].flag, 1);
+	ck_assert_int_eq(r[1].flag, 0);
+	run(&expired.n, 1, 1000);
+	ck_assert_int_eq(expired.n, 1);
+	ck_assert_uint_ge(expired.at - t0, 250);
+	run(NULL, 0, 30);
+	ck_assert_int_eq(expired.n, 1);
+}
+END_TEST
+
+START_TEST(typing_refresh_shortens)
+{
+	ck_assert_int_eq(typing_set("/", "r", "u", NULL, 5000), 1);
+	ck_assert_int_eq(typing_set("/", "r", "u", NULL, 30), 0);
+	run(&expired.n, 1, 1000);
+	ck_assert_int_eq(expired.n, 1);
+}
+END_TEST
+
+START_TEST(typing_expiry_order)
+{
+	struct res r[4] = { { 0 } };
+
+	/* Started together: the deadlines are 100 ms apart. */
+	store_typing_set(st, "/", "r", "slow", NULL, 300, flag_cb, &r[0]);
+	store_typing_set(st, "/", "r", "fast", NULL, 100, flag_cb, &r[1]);
+	store_typing_set(st, "/", "r", "mid", NULL, 200, flag_cb, &r[2]);
+	store_typing_set(st, "/chat", "r", "fast", NULL, 5000, flag_cb, &r[3]);
+	run(&expired.n, 3, 1000);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(r[i].flag, 1);
+	ck_assert_str_eq(expired.log, "/|r|fast=null;/|r|mid=null;/|r|slow=null;");
+	ck_assert_int_eq(typing_clear("/chat", "r", "fast"), 1);
+}
+END_TEST
+
+START_TEST(typing_info_copied)
+{
+	struct res r = { 0 };
+	json_object *info = json_tokener_parse("{\"name\":\"U\"}");
+
+	store_typing_set(st, "/", "r", "u", info, 20, flag_cb, &r);
+	json_object_object_add(info, "name", json_object_new_string("changed"));
+	json_object_put(info);
+	await_once(&r.n);
+	run(&expired.n, 1, 1000);
+	ck_assert_str_eq(expired.log, "/|r|u={\"name\":\"U\"};");
+}
+END_TEST
+
+/* An entry past its deadline that an operation finds before the timer
+ * does: it is reported, before that operation completes. */
+START_TEST(typing_expired_on_lookup)
+{
+	struct res r = { 0 };
+
+	ck_assert_int_eq(typing_set("/", "r", "u", NULL, 20), 1);
+	usleep(40 * 1000);
+	store_typing_set(st, "/", "r", "u", NULL, 5000, flag_cb, &r);
+	ck_assert_int_eq(flag_of(&r), 1);
+	ck_assert_int_eq(expired.n, 1);
+	ck_assert_int_lt(expired.seq, r.seq);
+
+	usleep(10 * 1000);
+	ck_assert_int_eq(typing_clear("/", "r", "u"), 1);
+	run(NULL, 0, 30);
+	ck_assert_int_eq(expired.n, 1);
+}
+END_TEST
+
+static Suite *store_suite(void)
+{
+	Suite *s = suite_create("store");
+	TCase *tc;
+
+	tc = tcase_create("completions");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, callbacks_deferred_in_order);
+	tcase_add_test(tc, callback_starting_another);
+	tcase_add_test(tc, free_drops_pending);
+	tcase_add_test(tc, free_from_callback);
+	tcase_add_test(tc, free_from_expiry);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("presence");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, user_first_and_last);
+	tcase_add_test(tc, users_online_sorted_once);
+	tcase_add_test(tc, rooms_counted_and_isolated);
+	tcase_add_test(tc, tricky_names_do_not_collide);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("channels");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, channel_round_trip_and_copy);
+	tcase_add_test(tc, history_ids_never_reused);
+	tcase_add_test(tc, history_add_copies);
+	tcase_add_test(tc, history_queries);
+	tcase_add_test(tc, history_queries_after_trim);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("expiry");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, cooldown_take_and_expire);
+	tcase_add_test(tc, typing_expires_once);
+	tcase_add_test(tc, typing_clear_no_expiry);
+	tcase_add_test(tc, typing_refresh_postpones);
+	tcase_add_test(tc, typing_refresh_shortens);
+	tcase_add_test(tc, typing_expiry_order);
+	tcase_add_test(tc, typing_info_copied);
+	tcase_add_test(tc, typing_expired_on_lookup);
+	suite_add_tcase(s, tc);
+
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(store_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
