@@ -172,7 +172,7 @@ static const char *content_type(const char *path)
 	for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
 		if (strcmp(dot, types[i].ext) == 0)
 			return types[i].type;
-	return "application/octet-stream";
+	return NULL;                 /* not a file the static handler serves */
 }
 
 static enum MHD_Result on_static(struct http_req *req, const char *url, const char *method,
@@ -188,12 +188,14 @@ static enum MHD_Result on_static(struct http_req *req, const char *url, const ch
 		                       "{\"error\":\"method_not_allowed\",\"message\":\"GET or HEAD\"}");
 	const char *rest = strchr(url + 1, '/');
 	rest = rest ? rest + 1 : "";
-	if (strstr(rest, "..") || rest[0] == '/')
+	/* Nothing outside dir, no hidden files, no package trees. */
+	if (strstr(rest, "..") || rest[0] == '/' || rest[0] == '.' || strstr(rest, "/.") ||
+	    strstr(rest, "node_modules"))
 		return http_reply_json(c, MHD_HTTP_NOT_FOUND,
 		                       "{\"error\":\"not_found\",\"message\":\"no such file\"}");
 	plen = (size_t)snprintf(path, sizeof path, "%s/%s%s", dir, rest,
 	                        !*rest || rest[strlen(rest) - 1] == '/' ? "index.html" : "");
-	int fd = plen < sizeof path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	int fd = plen < sizeof path && content_type(path) ? open(path, O_RDONLY | O_CLOEXEC) : -1;
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		if (fd >= 0)
@@ -213,8 +215,36 @@ static enum MHD_Result on_static(struct http_req *req, const char *url, const ch
 	return ret;
 }
 
+static enum MHD_Result on_redirect(struct http_req *req, const char *url, const char *method,
+                                   const char *upload, size_t *upload_size, void *ud)
+{
+	if (strcmp(url, ud) != 0)
+		return http_reply_json(req->conn, MHD_HTTP_NOT_FOUND,
+		                       "{\"error\":\"not_found\",\"message\":\"no such resource\"}");
+	char to[256];
+	snprintf(to, sizeof to, "%s/", (const char *)ud);
+	struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, "Location", to);
+	enum MHD_Result ret = MHD_queue_response(req->conn, MHD_HTTP_MOVED_PERMANENTLY, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
 int http_static(const char *prefix, const char *dir)
 {
+	/* "/demo" -> "/demo/" */
+	static char bare[MAX_ROUTES][128];
+	static int nbare;
+	size_t n = strlen(prefix);
+	if (n > 1 && n < sizeof bare[0] && prefix[n - 1] == '/' && nbare < MAX_ROUTES) {
+		memcpy(bare[nbare], prefix, n - 1);
+		bare[nbare][n - 1] = '\0';
+		if (http_route(bare[nbare], on_redirect, bare[nbare]) < 0)
+			return -1;
+		nbare++;
+	}
 	return http_route(prefix, on_static, (void *)dir);
 }
 
