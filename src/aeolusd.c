@@ -313,6 +313,9 @@ int main(int argc, char **argv)
 		config_sources_free(src, nsrc);
 		return 1;
 	}
+	int path_set = 0;
+	for (size_t i = 0; i < nsrc; i++)
+		path_set |= strcmp(src[i].key, "server.path") == 0;
 	config_sources_free(src, nsrc);
 	if (file)
 		cfg.file = strdup(file);
@@ -322,6 +325,12 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cfg.profile, "conformance") != 0 &&
 	    !(profile = profile_load(cfg.profile, cfg.profile_dir, err, sizeof err))) {
+		fprintf(stderr, "aeolusd: %s\n", err);
+		return 1;
+	}
+	/* The profile's path is the default; server.path, when set, wins. */
+	if (profile && profile->path && !path_set &&
+	    config_set(&cfg, "server.path", profile->path, profile->file, err, sizeof err) < 0) {
 		fprintf(stderr, "aeolusd: %s\n", err);
 		return 1;
 	}

@@ -380,8 +380,13 @@ static void fail(struct req *r, const char *code, const char *message, uint64_t 
 		tmpl_eval(a->p->ack_error, r->ctx, &v, &what);
 		send_ack(self, r, v);
 		json_object_put(v);
-	} else if (self && a->p->error.event) {
-		emit_one(r, self, &a->p->error);
+	} else if (self) {
+		if (a->p->error.event)
+			emit_one(r, self, &a->p->error);
+		/* No error ack in this vocabulary: the client that asked for an
+		 * ack still gets one (empty), as a handler returning nothing. */
+		if (r->ack_id >= 0 && !r->acked)
+			send_ack(self, r, NULL);
 	}
 	log_debug("app: %s: %s refused: %s", r->sid, r->spec ? r->spec->name : "?", code);
 	req_free(r);
@@ -541,11 +546,18 @@ static void act_join(struct req *r, struct sio_socket *s)
 	join_now(r);
 }
 
+static void leave_members(int err, json_object *v, void *ud)
+{
+	struct req *r = ud;
+	ctx_set(r->ctx, "members", err || !v ? json_object_new_array() : json_object_get(v));
+	done(r);
+}
+
 static void leave_done(int err, int last, void *ud)
 {
 	struct req *r = ud;
 	ctx_set(r->ctx, "last", json_object_new_boolean(!err && last));
-	done(r);
+	store_room_members(r->app->st, "/", r->room, leave_members, r);
 }
 
 static void forget_joined(struct app_sock *as, const char *room)
@@ -1133,13 +1145,20 @@ static void on_connect(struct sio_socket *s, json_object *auth, void *ud)
 		as->pending = pending;
 }
 
+static void left_members(int err, json_object *v, void *ud)
+{
+	struct req *r = ud;
+	ctx_set(r->ctx, "members", err || !v ? json_object_new_array() : json_object_get(v));
+	if (r->spec)
+		run_emits(r, r->spec->emits, r->spec->nemits);
+	req_free(r);
+}
+
 static void left_on_disconnect(int err, int last, void *ud)
 {
 	struct req *r = ud;
 	ctx_set(r->ctx, "last", json_object_new_boolean(!err && last));
-	if (r->spec)
-		run_emits(r, r->spec->emits, r->spec->nemits);
-	req_free(r);
+	store_room_members(r->app->st, "/", r->room, left_members, r);
 }
 
 static void offline_done(int err, int last, void *ud)
@@ -1320,9 +1339,9 @@ struct app *app_start(struct event_base *base, const struct config *cfg, struct 
 		return NULL;
 	st->on_typing_expired = on_typing_expired;
 	st->on_typing_expired_ud = a;
-	struct sio_server *srv = sio_server_new(base, cfg, p->path ? p->path : cfg->path);
+	struct sio_server *srv = sio_server_new(base, cfg, cfg->path);
 	if (!srv || !(a->nsp = sio_nsp_add(srv, "/", &nsp_ops, a))) {
-		snprintf(err, errlen, "cannot serve %s", p->path ? p->path : cfg->path);
+		snprintf(err, errlen, "cannot serve %s", cfg->path);
 		return NULL;
 	}
 	log_info("profile %s: %zu events, auth: %s, store: %s", p->name, p->nevents,

@@ -5,6 +5,7 @@
  * does not keep line numbers, so a semantic error is located by finding the
  * offending member's key in the text (the first occurrence after its
  * parent's), which is exact for the files we ship and close for any other. */
+#define _GNU_SOURCE 1   /* memmem */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,8 +39,10 @@ struct parser {
 static int line_of(const struct parser *ps, const char *key)
 {
 	char pat[300];
-	snprintf(pat, sizeof pat, "\"%s\"", key);
-	const char *hit = strstr(ps->text, pat);
+	int pl = snprintf(pat, sizeof pat, "\"%s\"", key);
+	/* The text need not be NUL-terminated: search within its length. */
+	const char *hit = pl > 0 && (size_t)pl < sizeof pat ? memmem(ps->text, ps->len, pat, (size_t)pl)
+	                                                   : NULL;
 	int line = 1;
 	if (!hit)
 		return 0;
@@ -218,9 +221,9 @@ static int parse_emits(struct parser *ps, json_object *o, const char *key,
 	if (!*out)
 		return -1;
 	for (size_t i = 0; i < len; i++) {
+		(*n)++;                  /* counted first: a half-parsed emit is freed too */
 		if (parse_emit(ps, json_object_array_get_idx(a, i), &(*out)[i], where) < 0)
 			return -1;
-		(*n)++;
 	}
 	return 0;
 }

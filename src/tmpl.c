@@ -250,10 +250,17 @@ static enum tmpl_err expr(const char *s, size_t n, json_object *ctx, json_object
 	if (n > MAX_EXPR)
 		return TMPL_SYNTAX;
 	if (colon && (!quote || colon < quote)) {
+		static const char *const convs[] = { "int", "str", "bool", "lower", "upper",
+		                                     "ms_iso", "len", NULL };
 		conv = s;
 		cl = (size_t)(colon - s);
 		n -= cl + 1;
 		s = colon + 1;
+		int known = 0;
+		for (int i = 0; convs[i]; i++)
+			known |= strlen(convs[i]) == cl && memcmp(convs[i], conv, cl) == 0;
+		if (!known)
+			return TMPL_SYNTAX;
 	}
 	const char *end = s + n;
 	while (s <= end) {
