@@ -1,4 +1,6 @@
 /* eio_codec.c -- see eio_codec.h. */
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,6 +68,7 @@ static struct eio_msg *msg_alloc(size_t len)
 		return NULL;
 	m->refs = 1;
 	m->binary = 0;
+	m->ws_hlen = 0;
 	m->len = len;
 	m->data[len] = '\0';
 	return m;
@@ -106,6 +109,34 @@ void eio_msg_unref(struct eio_msg *m)
 {
 	if (m && --m->refs == 0)
 		free(m);
+}
+
+_Static_assert(offsetof(struct eio_msg, data) ==
+               offsetof(struct eio_msg, ws_head) + sizeof(((struct eio_msg *)0)->ws_head),
+               "the WebSocket header room must sit right before the data");
+
+const char *eio_msg_ws_frame(struct eio_msg *m, size_t *len)
+{
+	if (!m->ws_hlen) {
+		unsigned char h[10];
+		size_t n = 0, i;
+		h[n++] = (unsigned char)(0x80 | (m->binary ? 0x2 : 0x1));   /* FIN, opcode */
+		if (m->len < 126) {
+			h[n++] = (unsigned char)m->len;
+		} else if (m->len <= 0xffff) {
+			h[n++] = 126;
+			h[n++] = (unsigned char)(m->len >> 8);
+			h[n++] = (unsigned char)m->len;
+		} else {
+			h[n++] = 127;
+			for (i = 0; i < 8; i++)
+				h[n++] = (unsigned char)((uint64_t)m->len >> (56 - 8 * i));
+		}
+		memcpy(m->ws_head + sizeof m->ws_head - n, h, n);
+		m->ws_hlen = (unsigned char)n;
+	}
+	*len = m->ws_hlen + m->len;
+	return m->data - m->ws_hlen;
 }
 
 int eio_payload_append(struct buf *out, const struct eio_msg *m)

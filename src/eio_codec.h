@@ -45,8 +45,10 @@ int eio_payload_decode(const char *s, size_t n, eio_packet_cb cb, void *ud);
  * keeps the message takes its own. */
 struct eio_msg {
 	unsigned refs;
-	unsigned binary;
+	unsigned char binary;
+	unsigned char ws_hlen;  /* length of the WebSocket header in ws_head, 0 until built */
 	size_t len;
+	char ws_head[10];       /* room for a WebSocket frame header, just before data */
 	char data[];            /* NUL-terminated for text */
 };
 
@@ -59,6 +61,11 @@ struct eio_msg *eio_msg_binary(const void *data, size_t len);
 struct eio_msg *eio_msg_from_buf(struct buf *b);
 static inline struct eio_msg *eio_msg_ref(struct eio_msg *m) { m->refs++; return m; }
 void eio_msg_unref(struct eio_msg *m);
+
+/* The message as one unmasked WebSocket frame (server to client), header
+ * and payload contiguous: built once, in place, and shared by every
+ * connection that sends it. */
+const char *eio_msg_ws_frame(struct eio_msg *m, size_t *len);
 
 /* Appends a message to a polling payload being built in out (adding the
  * separator when out is not empty). Returns 0 or -1 (out's limit reached). */

@@ -3,13 +3,18 @@
  * I/O model: one persistent, level-triggered read event per connection; a
  * write event only while wslay has bytes it could not write.
  *
- * Output: ws_send() takes a reference to a shared message (a broadcast is
- * one buffer for all its recipients) and puts it on the connection's queue;
- * the connection goes on a "dirty" list, and one loop-wide event, made
- * active with event_active() (no system call), flushes every dirty
- * connection after the current callbacks: a burst of sends to one
- * connection costs one pass, a broadcast to N connections N writes and no
- * epoll changes. The same pass frees connections that are finished.
+ * Output: ws_send() takes a reference to a shared message and puts it on
+ * the connection's queue. A message carries its own WebSocket frame header
+ * (eio_msg_ws_frame), built once, so a broadcast is one buffer on the wire
+ * for all its recipients: nothing is copied per connection. The connection
+ * goes on a "dirty" list, and one loop-wide event, made active with
+ * event_active() (no system call), flushes every dirty connection after the
+ * current callbacks with one writev() of all its queued frames: a burst to
+ * one connection costs one system call, a broadcast to N connections N
+ * system calls and no epoll changes. wslay parses what the client sends
+ * and writes the control frames (pong, close); its frames and ours
+ * interleave only at frame boundaries. The same pass frees connections
+ * that are finished.
  *
  * TCP_NODELAY is on unless websocket.nodelay is off: small frames then leave
  * at once instead of waiting behind a delayed ACK (up to 40 ms). With it
@@ -18,11 +23,13 @@
  * per wake-up and drop the rest (the official protocol test suites) need
  * that, and the conformance profile turns it off. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <wslay/wslay.h>
@@ -46,10 +53,15 @@ struct ws_conn {
 	size_t extra_len, extra_off;
 	size_t budget;               /* bytes left to read in this callback */
 	size_t max_queue;
-	struct eio_msg **q;          /* messages not yet handed to wslay (references) */
+	int max_iov;                 /* frames per writev: 1 without TCP_NODELAY */
+	struct eio_msg **q;          /* frames to write (references) */
 	size_t qhead, qlen, qcap, qbytes;
+	size_t qoff;                 /* bytes of the first frame already written */
 	struct ws_conn *dirty_next;
 	unsigned dirty : 1;          /* on the dirty list */
+	unsigned close_pending : 1;  /* ws_close() waits for the queue to drain */
+	uint16_t close_code;
+	char close_reason[124];
 	unsigned closing : 1;        /* close frame queued */
 	unsigned dead : 1;           /* to be freed by the next pass */
 	unsigned eof : 1;
@@ -91,20 +103,54 @@ static int q_push(struct ws_conn *c, struct eio_msg *m)
 	return 0;
 }
 
-/* Hands up to n queued messages to wslay. */
-static int q_to_wslay(struct ws_conn *c, size_t n)
+/* Writes queued frames with writev() until the queue is empty or the
+ * socket is full. Returns 0, or -1 on a write error. */
+static void drop_queue(struct ws_conn *c, int keep_partial)
 {
-	struct eio_msg *m;
-	while (n-- && (m = q_pop(c))) {
-		struct wslay_event_msg wm = {
-			.opcode = m->binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
-			.msg = (const uint8_t *)m->data,
-			.msg_length = m->len,
-		};
-		int r = wslay_event_queue_msg(c->ctx, &wm);
-		eio_msg_unref(m);
-		if (r != 0)
-			return -1;
+	size_t keep = keep_partial && c->qoff ? 1 : 0;
+	while (c->qlen > keep) {
+		/* From the tail, so a half-written head stays. */
+		size_t last = (c->qhead + c->qlen - 1) % c->qcap;
+		c->qbytes -= c->q[last]->len;
+		eio_msg_unref(c->q[last]);
+		c->qlen--;
+	}
+}
+
+static int write_queue(struct ws_conn *c)
+{
+	enum { MAX_IOV = 64 };
+	struct iovec iov[MAX_IOV];
+
+	if (wslay_event_get_close_sent(c->ctx))
+		drop_queue(c, 0);        /* nothing may follow a close frame */
+
+	while (c->qlen) {
+		int n = 0;
+		for (size_t i = 0; i < c->qlen && n < c->max_iov; i++, n++) {
+			size_t len;
+			const char *f = eio_msg_ws_frame(c->q[(c->qhead + i) % c->qcap], &len);
+			iov[n].iov_base = (void *)f;
+			iov[n].iov_len = len;
+		}
+		iov[0].iov_base = (char *)iov[0].iov_base + c->qoff;
+		iov[0].iov_len -= c->qoff;
+		ssize_t w;
+		do
+			w = writev(c->fd, iov, n);
+		while (w < 0 && errno == EINTR);
+		if (w < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+		size_t left = (size_t)w;
+		for (int i = 0; i < n; i++) {
+			if (left < iov[i].iov_len) {
+				c->qoff += left;
+				return 0;        /* the socket is full */
+			}
+			left -= iov[i].iov_len;
+			c->qoff = 0;
+			eio_msg_unref(q_pop(c));
+		}
 	}
 	return 0;
 }
@@ -148,30 +194,37 @@ static void destroy(struct ws_conn *c)
 	free(c);
 }
 
-static void write_out(struct ws_conn *c)
+/* Writes what can be written. A frame started is finished before any
+ * other; wslay's control frames (pong, close reply) go when no frame of
+ * ours is half written; ours go when wslay has nothing half written; our
+ * own close goes last, after everything queued before it. */
+static void flush(struct ws_conn *c)
 {
-	if (wslay_event_want_write(c->ctx) && wslay_event_send(c->ctx) < 0) {
-		kill_conn(c);
+	if (c->dead)
 		return;
+	if (c->qoff && write_queue(c) < 0)
+		goto fail;
+	if (!c->qoff && wslay_event_want_write(c->ctx) && wslay_event_send(c->ctx) < 0)
+		goto fail;
+	if (!c->qoff && !wslay_event_want_write(c->ctx) && write_queue(c) < 0)
+		goto fail;
+	if (c->close_pending && !c->qlen && !wslay_event_want_write(c->ctx)) {
+		c->close_pending = 0;
+		if (wslay_event_queue_close(c->ctx, c->close_code, (const uint8_t *)c->close_reason,
+		                            strlen(c->close_reason)) != 0 ||
+		    wslay_event_send(c->ctx) < 0)
+			goto fail;
 	}
-	if (wslay_event_want_write(c->ctx)) {
+	if (c->qlen || c->close_pending || wslay_event_want_write(c->ctx)) {
 		event_add(c->wev, NULL);
 	} else {
 		event_del(c->wev);
 		if (!wslay_event_want_read(c->ctx))
 			kill_conn(c);
 	}
-}
-
-static void flush(struct ws_conn *c)
-{
-	if (c->dead)
-		return;
-	if (q_to_wslay(c, c->qlen) < 0) {
-		kill_conn(c);
-		return;
-	}
-	write_out(c);
+	return;
+fail:
+	kill_conn(c);
 }
 
 static void on_pass(evutil_socket_t fd, short what, void *arg)
@@ -310,7 +363,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 
 static void on_write(evutil_socket_t fd, short what, void *arg)
 {
-	write_out(arg);
+	flush(arg);
 }
 
 struct ws_conn *ws_conn_new(int fd, struct MHD_UpgradeResponseHandle *urh,
@@ -334,6 +387,9 @@ struct ws_conn *ws_conn_new(int fd, struct MHD_UpgradeResponseHandle *urh,
 	}
 	if (wslay_event_context_server_init(&c->ctx, &callbacks, c) != 0)
 		goto fail;
+	/* With Nagle on, frames written one by one leave one by one, each
+	 * after the previous is acknowledged (see the top of this file). */
+	c->max_iov = lim->nodelay ? 64 : 1;
 	if (lim->nodelay) {
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -376,6 +432,7 @@ int ws_send(struct ws_conn *c, struct eio_msg *m)
 	if (c->qbytes + wslay_event_get_queued_msg_length(c->ctx) + m->len > c->max_queue) {
 		log_info("ws: fd %d: output queue over %zu bytes, slow consumer cut off",
 		         c->fd, c->max_queue);
+		drop_queue(c, 1);
 		ws_close(c, 1008, "slow consumer");
 		return -1;
 	}
@@ -392,11 +449,9 @@ void ws_close(struct ws_conn *c, uint16_t code, const char *reason)
 	if (c->dead || c->closing)
 		return;
 	c->closing = 1;
-	if (q_to_wslay(c, c->qlen) < 0 || wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason,
-	                            reason ? strlen(reason) : 0) != 0) {
-		kill_conn(c);
-		return;
-	}
+	c->close_pending = 1;        /* queued by flush() once our frames are out */
+	c->close_code = code;
+	snprintf(c->close_reason, sizeof c->close_reason, "%s", reason ? reason : "");
 	c->grace = evtimer_new(base, on_grace, c);
 	struct timeval tv = { CLOSE_GRACE_MS / 1000, (CLOSE_GRACE_MS % 1000) * 1000 };
 	if (c->grace)
