@@ -64,6 +64,8 @@ struct auth *auth_new(const struct config *cfg, const struct profile *p, struct 
 		a->jwt_key = jwt_key_hmac(cfg->auth_jwt_secret, strlen(cfg->auth_jwt_secret));
 		a->jwt_opts.algs = JWT_ALGS_HMAC;
 	}
+	/* JWT_ALGORITHM's default is HS256: a secret alone accepts only that. */
+	unsigned deflt = a->jwt_opts.algs == JWT_ALGS_HMAC ? JWT_HS256 : a->jwt_opts.algs;
 	if (a->jwt_key && cfg->auth_jwt_algorithms && *cfg->auth_jwt_algorithms) {
 		unsigned algs = parse_algs(cfg->auth_jwt_algorithms);
 		if (!algs || !(algs & a->jwt_opts.algs)) {
@@ -75,6 +77,8 @@ struct auth *auth_new(const struct config *cfg, const struct profile *p, struct 
 			return NULL;
 		}
 		a->jwt_opts.algs &= algs;
+	} else {
+		a->jwt_opts.algs = deflt;
 	}
 	a->jwt_opts.leeway = (long)(cfg->auth_jwt_leeway_ms / 1000);
 	a->jwt_opts.audience = cfg->auth_jwt_audience && *cfg->auth_jwt_audience
