@@ -31,12 +31,6 @@
 
 enum transport { T_POLLING, T_WEBSOCKET };
 
-struct msgq {
-	struct eio_msg **v;
-	size_t head, len, cap;
-	size_t bytes;
-};
-
 struct endpoint {
 	const char *path;
 	const struct eio_endpoint_ops *ops;
@@ -52,7 +46,7 @@ struct eio_session {
 	unsigned awaiting_pong : 1;
 	unsigned upgrading : 1;      /* probe answered, waiting for "5" */
 	unsigned flush_queued : 1;
-	struct msgq q;               /* polling: waiting for the next GET */
+	struct eio_msgq q;           /* polling: waiting for the next GET */
 	struct http_req *poll;       /* polling: the suspended GET */
 	struct ws_conn *ws;          /* WebSocket transport */
 	struct ws_conn *probe;       /* WebSocket being upgraded to */
@@ -94,48 +88,6 @@ static const struct ws_ops session_ws_ops, probe_ws_ops;
 static void heartbeat_arm(struct eio_session *s, unsigned ms);
 static void close_session(struct eio_session *s, const char *reason, int by_client);
 
-/* --- the queue of a polling session --- */
-
-static int q_push(struct msgq *q, struct eio_msg *m)
-{
-	if (q->len == q->cap) {
-		size_t cap = q->cap ? q->cap * 2 : 8;
-		struct eio_msg **v = malloc(cap * sizeof *v);
-		if (!v)
-			return -1;
-		for (size_t i = 0; i < q->len; i++)
-			v[i] = q->v[(q->head + i) % q->cap];
-		free(q->v);
-		q->v = v;
-		q->cap = cap;
-		q->head = 0;
-	}
-	q->v[(q->head + q->len) % q->cap] = eio_msg_ref(m);
-	q->len++;
-	q->bytes += m->len;
-	return 0;
-}
-
-static struct eio_msg *q_pop(struct msgq *q)
-{
-	if (!q->len)
-		return NULL;
-	struct eio_msg *m = q->v[q->head];
-	q->head = (q->head + 1) % q->cap;
-	q->len--;
-	q->bytes -= m->len;
-	return m;
-}
-
-static void q_free(struct msgq *q)
-{
-	struct eio_msg *m;
-	while ((m = q_pop(q)))
-		eio_msg_unref(m);
-	free(q->v);
-	memset(q, 0, sizeof *q);
-}
-
 /* --- the loop pass --- */
 
 static void pass_schedule(void)
@@ -166,7 +118,7 @@ static void drain(struct eio_session *s, struct buf *out)
 	buf_reset(out);
 	if (!s->q.len)
 		buf_putc(out, '6');
-	while ((m = q_pop(&s->q))) {
+	while ((m = eio_msgq_pop(&s->q))) {
 		eio_payload_append(out, m);
 		eio_msg_unref(m);
 	}
@@ -189,7 +141,7 @@ static void poll_flush(struct eio_session *s)
 
 static void session_free(struct eio_session *s)
 {
-	q_free(&s->q);
+	eio_msgq_free(&s->q);
 	if (s->heartbeat)
 		event_free(s->heartbeat);
 	if (s->upgrade_timer)
@@ -238,7 +190,7 @@ int eio_send(struct eio_session *s, struct eio_msg *m)
 		close_session(s, "transport error", 0);
 		return -1;
 	}
-	if (q_push(&s->q, m) < 0) {
+	if (eio_msgq_push(&s->q, m) < 0) {
 		close_session(s, "transport error", 0);
 		return -1;
 	}
@@ -453,7 +405,7 @@ static void probe_message(struct ws_conn *c, int binary, const char *data, size_
 		s->transport = T_WEBSOCKET;
 		E.st.polling--;
 		E.st.websocket++;
-		while ((m = q_pop(&s->q))) {
+		while ((m = eio_msgq_pop(&s->q))) {
 			ws_send(s->ws, m);
 			eio_msg_unref(m);
 		}
@@ -775,7 +727,7 @@ static enum MHD_Result begin(struct http_req *req, struct endpoint *ep, const ch
 			                       "{\"code\":3,\"message\":\"Bad request\"}");
 		session_open(s);
 		/* The open packet is the whole answer to the handshake. */
-		struct eio_msg *open = q_pop(&s->q);
+		struct eio_msg *open = eio_msgq_pop(&s->q);
 		enum MHD_Result r = reply_payload(c, open->data, open->len);
 		eio_msg_unref(open);
 		return r;

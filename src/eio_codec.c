@@ -139,6 +139,54 @@ const char *eio_msg_ws_frame(struct eio_msg *m, size_t *len)
 	return m->data - m->ws_hlen;
 }
 
+int eio_msgq_push(struct eio_msgq *q, struct eio_msg *m)
+{
+	if (q->len == q->cap) {
+		size_t cap = q->cap ? q->cap * 2 : 4;
+		struct eio_msg **v = malloc(cap * sizeof *v);
+		if (!v)
+			return -1;
+		for (size_t i = 0; i < q->len; i++)
+			v[i] = eio_msgq_at(q, i);
+		free(q->v);
+		q->v = v;
+		q->cap = cap;
+		q->head = 0;
+	}
+	q->v[(q->head + q->len) % q->cap] = eio_msg_ref(m);
+	q->len++;
+	q->bytes += m->len;
+	return 0;
+}
+
+struct eio_msg *eio_msgq_pop(struct eio_msgq *q)
+{
+	if (!q->len)
+		return NULL;
+	struct eio_msg *m = q->v[q->head];
+	q->head = (q->head + 1) % q->cap;
+	q->len--;
+	q->bytes -= m->len;
+	return m;
+}
+
+void eio_msgq_truncate(struct eio_msgq *q, size_t keep)
+{
+	while (q->len > keep) {
+		struct eio_msg *m = eio_msgq_at(q, q->len - 1);
+		q->bytes -= m->len;
+		q->len--;
+		eio_msg_unref(m);
+	}
+}
+
+void eio_msgq_free(struct eio_msgq *q)
+{
+	eio_msgq_truncate(q, 0);
+	free(q->v);
+	memset(q, 0, sizeof *q);
+}
+
 int eio_payload_append(struct buf *out, const struct eio_msg *m)
 {
 	if (out->len && buf_putc(out, EIO_RS) < 0)

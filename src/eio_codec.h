@@ -67,6 +67,28 @@ void eio_msg_unref(struct eio_msg *m);
  * connection that sends it. */
 const char *eio_msg_ws_frame(struct eio_msg *m, size_t *len);
 
+/* A FIFO of message references: a connection's or a session's output.
+ * The queue owns one reference to each message in it. */
+struct eio_msgq {
+	struct eio_msg **v;
+	size_t head, len, cap;
+	size_t bytes;                /* sum of the messages' lengths */
+};
+
+/* Takes a new reference to m. Returns 0, or -1 when out of memory. */
+int eio_msgq_push(struct eio_msgq *q, struct eio_msg *m);
+/* The oldest message (its reference passes to the caller), or NULL. */
+struct eio_msg *eio_msgq_pop(struct eio_msgq *q);
+/* The i-th oldest message, borrowed. */
+static inline struct eio_msg *eio_msgq_at(const struct eio_msgq *q, size_t i)
+{
+	return q->v[(q->head + i) % q->cap];
+}
+/* Drops the newest messages until keep are left. */
+void eio_msgq_truncate(struct eio_msgq *q, size_t keep);
+/* Drops everything and frees the queue's memory. */
+void eio_msgq_free(struct eio_msgq *q);
+
 /* Appends a message to a polling payload being built in out (adding the
  * separator when out is not empty). Returns 0 or -1 (out's limit reached). */
 int eio_payload_append(struct buf *out, const struct eio_msg *m);

@@ -216,16 +216,23 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 	free(c);
 }
 
+/* A pending command's callback: NULL when not connected or out of memory. */
+static struct call *call_new(struct redis *r, redis_reply_cb cb, void *ud)
+{
+	struct call *c = r->connected ? malloc(sizeof *c) : NULL;
+	if (c) {
+		c->cb = cb;
+		c->ud = ud;
+	}
+	return c;
+}
+
 int redis_command(struct redis *r, redis_reply_cb cb, void *ud, const char *fmt, ...)
 {
 	va_list ap;
-	if (!r->connected)
-		return -1;
-	struct call *c = malloc(sizeof *c);
+	struct call *c = call_new(r, cb, ud);
 	if (!c)
 		return -1;
-	c->cb = cb;
-	c->ud = ud;
 	va_start(ap, fmt);
 	int rc = redisvAsyncCommand(r->ac, on_reply, c, fmt, ap);
 	va_end(ap);
@@ -239,13 +246,9 @@ int redis_command(struct redis *r, redis_reply_cb cb, void *ud, const char *fmt,
 int redis_command_argv(struct redis *r, redis_reply_cb cb, void *ud, int argc,
                        const char **argv, const size_t *argvlen)
 {
-	if (!r->connected)
-		return -1;
-	struct call *c = malloc(sizeof *c);
+	struct call *c = call_new(r, cb, ud);
 	if (!c)
 		return -1;
-	c->cb = cb;
-	c->ud = ud;
 	if (redisAsyncCommandArgv(r->ac, on_reply, c, argc, argv, argvlen) != REDIS_OK) {
 		free(c);
 		return -1;

@@ -54,8 +54,7 @@ struct ws_conn {
 	size_t budget;               /* bytes left to read in this callback */
 	size_t max_queue;
 	int max_iov;                 /* frames per writev: 1 without TCP_NODELAY */
-	struct eio_msg **q;          /* frames to write (references) */
-	size_t qhead, qlen, qcap, qbytes;
+	struct eio_msgq q;           /* frames to write */
 	size_t qoff;                 /* bytes of the first frame already written */
 	struct ws_conn *dirty_next;
 	unsigned dirty : 1;          /* on the dirty list */
@@ -72,49 +71,10 @@ static struct event *pass_ev;
 static struct ws_conn *dirty;
 static unsigned nconns;
 
-static struct eio_msg *q_pop(struct ws_conn *c)
-{
-	if (!c->qlen)
-		return NULL;
-	struct eio_msg *m = c->q[c->qhead];
-	c->qhead = (c->qhead + 1) % c->qcap;
-	c->qlen--;
-	c->qbytes -= m->len;
-	return m;
-}
-
-static int q_push(struct ws_conn *c, struct eio_msg *m)
-{
-	if (c->qlen == c->qcap) {
-		size_t cap = c->qcap ? c->qcap * 2 : 4;
-		struct eio_msg **v = malloc(cap * sizeof *v);
-		if (!v)
-			return -1;
-		for (size_t i = 0; i < c->qlen; i++)
-			v[i] = c->q[(c->qhead + i) % c->qcap];
-		free(c->q);
-		c->q = v;
-		c->qcap = cap;
-		c->qhead = 0;
-	}
-	c->q[(c->qhead + c->qlen) % c->qcap] = eio_msg_ref(m);
-	c->qlen++;
-	c->qbytes += m->len;
-	return 0;
-}
-
-/* Writes queued frames with writev() until the queue is empty or the
- * socket is full. Returns 0, or -1 on a write error. */
+/* Drops the queued frames, except one half written (when keep_partial). */
 static void drop_queue(struct ws_conn *c, int keep_partial)
 {
-	size_t keep = keep_partial && c->qoff ? 1 : 0;
-	while (c->qlen > keep) {
-		/* From the tail, so a half-written head stays. */
-		size_t last = (c->qhead + c->qlen - 1) % c->qcap;
-		c->qbytes -= c->q[last]->len;
-		eio_msg_unref(c->q[last]);
-		c->qlen--;
-	}
+	eio_msgq_truncate(&c->q, keep_partial && c->qoff ? 1 : 0);
 }
 
 static int write_queue(struct ws_conn *c)
@@ -125,11 +85,11 @@ static int write_queue(struct ws_conn *c)
 	if (wslay_event_get_close_sent(c->ctx))
 		drop_queue(c, 0);        /* nothing may follow a close frame */
 
-	while (c->qlen) {
+	while (c->q.len) {
 		int n = 0;
-		for (size_t i = 0; i < c->qlen && n < c->max_iov; i++, n++) {
+		for (size_t i = 0; i < c->q.len && n < c->max_iov; i++, n++) {
 			size_t len;
-			const char *f = eio_msg_ws_frame(c->q[(c->qhead + i) % c->qcap], &len);
+			const char *f = eio_msg_ws_frame(eio_msgq_at(&c->q, i), &len);
 			iov[n].iov_base = (void *)f;
 			iov[n].iov_len = len;
 		}
@@ -149,7 +109,7 @@ static int write_queue(struct ws_conn *c)
 			}
 			left -= iov[i].iov_len;
 			c->qoff = 0;
-			eio_msg_unref(q_pop(c));
+			eio_msg_unref(eio_msgq_pop(&c->q));
 		}
 	}
 	return 0;
@@ -183,10 +143,7 @@ static void destroy(struct ws_conn *c)
 		event_free(c->grace);
 	wslay_event_context_free(c->ctx);
 	free(c->extra);
-	struct eio_msg *m;
-	while ((m = q_pop(c)))
-		eio_msg_unref(m);
-	free(c->q);
+	eio_msgq_free(&c->q);
 	/* The socket belongs to MHD: ask it to close, and let it run. */
 	MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
 	http_wakeup();
@@ -208,14 +165,14 @@ static void flush(struct ws_conn *c)
 		goto fail;
 	if (!c->qoff && !wslay_event_want_write(c->ctx) && write_queue(c) < 0)
 		goto fail;
-	if (c->close_pending && !c->qlen && !wslay_event_want_write(c->ctx)) {
+	if (c->close_pending && !c->q.len && !wslay_event_want_write(c->ctx)) {
 		c->close_pending = 0;
 		if (wslay_event_queue_close(c->ctx, c->close_code, (const uint8_t *)c->close_reason,
 		                            strlen(c->close_reason)) != 0 ||
 		    wslay_event_send(c->ctx) < 0)
 			goto fail;
 	}
-	if (c->qlen || c->close_pending || wslay_event_want_write(c->ctx)) {
+	if (c->q.len || c->close_pending || wslay_event_want_write(c->ctx)) {
 		event_add(c->wev, NULL);
 	} else {
 		event_del(c->wev);
@@ -429,14 +386,14 @@ int ws_send(struct ws_conn *c, struct eio_msg *m)
 {
 	if (c->dead || c->closing)
 		return -1;
-	if (c->qbytes + wslay_event_get_queued_msg_length(c->ctx) + m->len > c->max_queue) {
+	if (c->q.bytes + wslay_event_get_queued_msg_length(c->ctx) + m->len > c->max_queue) {
 		log_info("ws: fd %d: output queue over %zu bytes, slow consumer cut off",
 		         c->fd, c->max_queue);
 		drop_queue(c, 1);
 		ws_close(c, 1008, "slow consumer");
 		return -1;
 	}
-	if (q_push(c, m) < 0) {
+	if (eio_msgq_push(&c->q, m) < 0) {
 		kill_conn(c);
 		return -1;
 	}
