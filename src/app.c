@@ -654,6 +654,17 @@ static void send_channel(int err, json_object *channel, void *ud)
 	send_now(r, settings);
 }
 
+/* A direct message to a user who has no socket anywhere: not_found. */
+static void send_recipient(int err, int online, void *ud)
+{
+	struct req *r = ud;
+	if (err)
+		return fail_store(r);
+	if (!online)
+		return fail(r, "not_found", "the recipient is not online", 0);
+	send_now(r, NULL);
+}
+
 static void act_send(struct req *r, struct sio_socket *s)
 {
 	int bad = 0;
@@ -670,6 +681,12 @@ static void act_send(struct req *r, struct sio_socket *s)
 		json_object_put(content);
 		if (len > r->app->cfg->messages_max_content)
 			return fail(r, "too_large", NULL, 0);
+	}
+	char *recipient = arg_string(r, "recipient", &bad);
+	if (recipient) {
+		store_user_online(r->app->st, "/", recipient, send_recipient, r);
+		free(recipient);
+		return;
 	}
 	if (!r->room) {
 		send_now(r, NULL);

@@ -66,6 +66,9 @@ struct store_ops {
 	                 const char *sid, store_flag_cb cb, void *ud);
 	void (*user_remove)(struct store *st, const char *nsp, const char *user, const char *sid,
 	                    store_flag_cb cb, void *ud);
+	/* flag = 1 when the user has a socket in nsp. */
+	void (*user_online)(struct store *st, const char *nsp, const char *user,
+	                    store_flag_cb cb, void *ud);
 	/* [{"userId":..., "name":...}, ...] online in nsp, each user once, sorted by userId. */
 	void (*users_online)(struct store *st, const char *nsp, store_json_cb cb, void *ud);
 
@@ -128,6 +131,7 @@ struct store *store_memory_new(struct event_base *base);
 /* Shorthands: st->ops->x(st, ...). */
 #define store_user_add(st, ...)      (st)->ops->user_add((st), __VA_ARGS__)
 #define store_user_remove(st, ...)   (st)->ops->user_remove((st), __VA_ARGS__)
+#define store_user_online(st, ...)   (st)->ops->user_online((st), __VA_ARGS__)
 #define store_users_online(st, ...)  (st)->ops->users_online((st), __VA_ARGS__)
 #define store_room_add(st, ...)      (st)->ops->room_add((st), __VA_ARGS__)
 #define store_room_remove(st, ...)   (st)->ops->room_remove((st), __VA_ARGS__)

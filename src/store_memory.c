@@ -577,6 +577,14 @@ static void m_user_remove(struct store *st, const char *nsp, const char *user, c
 	queue_flag(m, cb, ud, group_remove(&m->online, nsp, user, sid));
 }
 
+static void m_user_online(struct store *st, const char *nsp, const char *user,
+                          store_flag_cb cb, void *ud)
+{
+	struct mstore *m = (struct mstore *)st;
+	struct dict *g = dict_get(&m->online, nsp);
+	queue_flag(m, cb, ud, g && dict_get(g, user) != NULL);
+}
+
 static void m_users_online(struct store *st, const char *nsp, store_json_cb cb, void *ud)
 {
 	struct mstore *m = (struct mstore *)st;
@@ -871,6 +879,7 @@ static const struct store_ops memory_ops = {
 	.name = "memory",
 	.user_add = m_user_add,
 	.user_remove = m_user_remove,
+	.user_online = m_user_online,
 	.users_online = m_users_online,
 	.room_add = m_room_add,
 	.room_remove = m_room_remove,

@@ -369,6 +369,17 @@ test('message:direct without an ack: the sender gets message:delivered', { skip 
   await alice.none('message:direct');
 });
 
+test('message:direct to a user with no socket is not_found, and nothing is delivered', { skip }, async () => {
+  const [alice, bob] = await users(d, 'alice', 'bob');
+  const ack = await alice.request('message:direct', { recipientId: 'nobody-here', content: 'hello?' });
+  assert.equal(ack?.ok, false);
+  assert.equal(ack.error.code, 'not_found');
+  alice.emit('message:direct', { recipientId: 'nobody-here', content: 'again' });
+  assert.equal((await alice.next('error')).code, 'not_found');
+  await bob.none('message:direct');
+  await alice.assertAlive();
+});
+
 test('message:direct needs recipientId and content', { skip }, async () => {
   const [alice, bob] = await users(d, 'alice', 'bob');
   for (const payload of [{ content: 'to whom?' }, { recipientId: 'bob' },

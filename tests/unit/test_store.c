@@ -161,6 +161,13 @@ static int user_add(const char *nsp, const char *user, const char *name, const c
 	return flag_of(&r);
 }
 
+static int user_online(const char *nsp, const char *user)
+{
+	struct res r = { 0 };
+	store_user_online(st, nsp, user, flag_cb, &r);
+	return flag_of(&r);
+}
+
 static int user_remove(const char *nsp, const char *user, const char *sid)
 {
 	struct res r = { 0 };
@@ -470,6 +477,18 @@ START_TEST(user_first_and_last)
 	ck_assert_int_eq(user_remove("/", "nobody", "s9"), 0);
 	ck_assert_text(users_online("/"), "[]");
 	ck_assert_int_eq(user_add("/", "u", "U", "s3"), 1);
+}
+END_TEST
+
+START_TEST(user_online_by_id)
+{
+	ck_assert_int_eq(user_online("/", "u"), 0);
+	user_add("/", "u", "U", "s1");
+	ck_assert_int_eq(user_online("/", "u"), 1);
+	ck_assert_int_eq(user_online("/other", "u"), 0);
+	ck_assert_int_eq(user_online("/", "v"), 0);
+	user_remove("/", "u", "s1");
+	ck_assert_int_eq(user_online("/", "u"), 0);
 }
 END_TEST
 
@@ -835,6 +854,7 @@ static Suite *store_suite(void)
 	tc = tcase_create("presence");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, user_first_and_last);
+	tcase_add_test(tc, user_online_by_id);
 	tcase_add_test(tc, users_online_sorted_once);
 	tcase_add_test(tc, rooms_counted_and_isolated);
 	tcase_add_test(tc, tricky_names_do_not_collide);
