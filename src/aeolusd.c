@@ -334,6 +334,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "aeolusd: %s\n", err);
 		return 1;
 	}
+	if (profile && app_check(&cfg, profile, err, sizeof err) < 0) {
+		fprintf(stderr, "aeolusd: %s\n", err);
+		return 1;
+	}
 	if (check) {
 		config_dump(&cfg, stdout);
 		if (profile)

@@ -1326,6 +1326,35 @@ static json_object *parse_roles(const char *spec, char *err, size_t errlen)
 
 static const struct sio_nsp_ops nsp_ops = { on_connect, on_event, on_disconnect };
 
+int app_check(const struct config *cfg, struct profile *p, char *err, size_t errlen)
+{
+	struct app a = { .cfg = cfg, .p = p };
+	int rc = parse_rules(&a, err, errlen);
+	for (size_t i = 0; i < a.nrules; i++)
+		free(a.rules[i].pattern);
+	free(a.rules);
+	if (rc < 0)
+		return -1;
+	if (cfg->rooms_roles && *cfg->rooms_roles) {
+		json_object *roles = parse_roles(cfg->rooms_roles, err, errlen);
+		if (!roles)
+			return -1;
+		json_object_put(roles);
+	}
+	char why[400];
+	if (cfg->redis_url && *cfg->redis_url && redis_url_check(cfg->redis_url, why, sizeof why) < 0) {
+		snprintf(err, errlen, "redis.url: %s", why);
+		return -1;
+	}
+	struct auth *au = auth_new(cfg, p, NULL, why, sizeof why);
+	if (!au) {
+		snprintf(err, errlen, "auth: %s", why);
+		return -1;
+	}
+	auth_free(au);
+	return 0;
+}
+
 struct app *app_start(struct event_base *base, const struct config *cfg, struct profile *p,
                       struct store *st, struct redis *redis, char *err, size_t errlen)
 {

@@ -21,6 +21,11 @@ struct app;
 
 /* Serves profile p on the configuration's path (or the profile's). The app
  * borrows p, st and redis (may be NULL) for its whole life. */
+/* Checks what app_start would refuse (join policies, role rooms, keys,
+ * the Redis URL) without starting anything, so that a bad value stops the
+ * start before the daemon detaches. Returns 0, or -1 with a message. */
+int app_check(const struct config *cfg, struct profile *p, char *err, size_t errlen);
+
 struct app *app_start(struct event_base *base, const struct config *cfg, struct profile *p,
                       struct store *st, struct redis *redis, char *err, size_t errlen);
 

@@ -1,5 +1,6 @@
 /* redis.c -- see redis.h. */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,6 +178,20 @@ struct redis *redis_new(struct event_base *base, const char *url, const char *wh
 	}
 	connect_now(r);
 	return r;
+}
+
+int redis_url_check(const char *url, char *err, size_t errlen)
+{
+	struct redis r = { 0 };
+	int rc = parse_url(&r, url);
+	if (rc < 0)
+		snprintf(err, errlen, "not a Redis URL: '%s' (redis://[:password@]host[:port][/db] "
+		         "or unix:///path)", url);
+	free(r.host);
+	free(r.path);
+	free(r.user);
+	free(r.password);
+	return rc;
 }
 
 void redis_free(struct redis *r)

@@ -24,6 +24,8 @@ typedef void (*redis_reply_cb)(redisReply *reply, void *ud);
 struct redis *redis_new(struct event_base *base, const char *url, const char *what,
                         char *err, size_t errlen);
 void redis_free(struct redis *r);
+/* Checks a URL without connecting. Returns 0, or -1 with a message in err. */
+int redis_url_check(const char *url, char *err, size_t errlen);
 int redis_connected(const struct redis *r);
 
 /* Sends a command (hiredis format string). Returns 0, or -1 when not

@@ -53,10 +53,12 @@ const now = () => Math.floor(Date.now() / 1000);
 /** A token for jwtD: right audience and issuer unless overridden. */
 const tok = (claims, opts) => jwt({ aud: AUD, iss: ISS, ...claims }, opts);
 
-/** Who the daemon thinks the client is: {id, name} (from a direct message's ack). */
+let whoamiSeq = 0;
+/** Who the daemon thinks the client is: {id, name} (the only member of a fresh channel). */
 async function whoami(client) {
-  const ack = await client.ok('message:direct', { recipientId: 'nobody-at-all', content: 'who am I?' });
-  return { id: ack.senderId, name: ack.senderName };
+  const ack = await client.ok('channel:join', { channelId: `whoami-${process.pid}-${++whoamiSeq}` });
+  assert.equal(ack.members.length, 1);
+  return { id: ack.members[0].userId, name: ack.members[0].name };
 }
 
 function assertRefused(err, message, reason) {
