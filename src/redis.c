@@ -26,6 +26,8 @@ struct redis {
 	unsigned backoff_ms;
 	struct event *retry;
 	int warned;                  /* logged the outage once */
+	redis_state_cb on_state;     /* may be NULL */
+	void *on_state_ud;
 };
 
 static void connect_now(struct redis *r);
@@ -94,6 +96,8 @@ static void schedule_retry(struct redis *r)
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
+	(void)fd;
+	(void)what;
 	connect_now(arg);
 }
 
@@ -112,11 +116,15 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	r->backoff_ms = BACKOFF_MIN_MS;
 	log_info("redis (%s): connected", r->what);
 	r->warned = 0;
+	if (r->on_state)
+		r->on_state(1, r->on_state_ud);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
 	struct redis *r = ac->data;
+	if (!r)                      /* redis_free() let go of the context */
+		return;
 	r->connected = 0;
 	r->ac = NULL;
 	if (!r->retry)               /* being freed */
@@ -125,6 +133,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 	         status != REDIS_OK ? ": " : "", status != REDIS_OK ? ac->errstr : "");
 	r->warned = 1;
 	schedule_retry(r);
+	if (r->on_state)
+		r->on_state(0, r->on_state_ud);
 }
 
 static void connect_now(struct redis *r)
@@ -202,8 +212,12 @@ void redis_free(struct redis *r)
 		event_free(r->retry);
 		r->retry = NULL;
 	}
-	if (r->ac)
-		redisAsyncFree(r->ac);   /* pending callbacks get NULL */
+	if (r->ac) {
+		/* Pending callbacks get NULL: now, or, from inside a callback,
+		 * when it returns; the disconnect callback must not find r. */
+		r->ac->data = NULL;
+		redisAsyncFree(r->ac);
+	}
 	free(r->what);
 	free(r->host);
 	free(r->path);
@@ -217,6 +231,12 @@ int redis_connected(const struct redis *r)
 	return r && r->connected;
 }
 
+void redis_on_state(struct redis *r, redis_state_cb cb, void *ud)
+{
+	r->on_state = cb;
+	r->on_state_ud = ud;
+}
+
 struct call {
 	redis_reply_cb cb;
 	void *ud;
@@ -226,6 +246,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
 	struct call *c = privdata;
 	redisReply *rep = reply;
+
+	(void)ac;
 	if (c->cb)
 		c->cb(rep, c->ud);
 	free(c);

@@ -16,8 +16,10 @@
 
 struct redis;
 
-/* reply is NULL when the command failed (connection lost); it is hiredis's,
- * valid during the callback only. */
+/* reply is NULL when the command failed (connection lost, or redis_free()
+ * with the command pending: the callback may then come after redis_free()
+ * returns, when it was called from inside a reply callback); it is
+ * hiredis's, valid during the callback only. */
 typedef void (*redis_reply_cb)(redisReply *reply, void *ud);
 
 /* Parses url and starts connecting. NULL (with err) when the URL is bad. */
@@ -27,6 +29,13 @@ void redis_free(struct redis *r);
 /* Checks a URL without connecting. Returns 0, or -1 with a message in err. */
 int redis_url_check(const char *url, char *err, size_t errlen);
 int redis_connected(const struct redis *r);
+
+/* Tells cb when the connection comes up (up = 1: commands sent from cb go
+ * first on the new connection, after AUTH and SELECT) and when it goes down
+ * (up = 0: the pending commands have had their NULL replies). Never called
+ * from redis_free(). One cb per connection; NULL to stop. */
+typedef void (*redis_state_cb)(int up, void *ud);
+void redis_on_state(struct redis *r, redis_state_cb cb, void *ud);
 
 /* Sends a command (hiredis format string). Returns 0, or -1 when not
  * connected (cb is then not called). cb may be NULL. */

@@ -10,7 +10,8 @@
  *     that started the operation (the memory store completes in a later
  *     pass of the loop);
  *   - err is 0 or STORE_EUNAVAIL (the backend is unreachable: nothing was
- *     changed);
+ *     changed, unless the connection was lost with the command sent: see
+ *     store_redis_new());
  *   - values passed to the callback (json_object *, strings) are borrowed,
  *     read-only (the store may share them with its own state) and valid
  *     only during the callback (json_object_get() to keep one);
@@ -59,8 +60,9 @@ struct store_ops {
 	const char *name;            /* "memory", "redis" */
 
 	/* Presence in a namespace. user_add: flag = 1 when sid is the user's
-	 * first socket (adding a sid already there changes nothing); name NULL
-	 * means the user id, and a later non-NULL name replaces the stored one.
+	 * first socket (adding a sid already there adds nothing); name NULL
+	 * means the user id, and a later non-NULL name replaces the stored one
+	 * (even with a sid already there).
 	 * user_remove: flag = 1 when it was the last (0 for a sid not there). */
 	void (*user_add)(struct store *st, const char *nsp, const char *user, const char *name,
 	                 const char *sid, store_flag_cb cb, void *ud);
@@ -127,6 +129,18 @@ struct store {
 /* The memory store. Completions come in the order the operations were
  * started; err is always 0. Running out of memory aborts the process. */
 struct store *store_memory_new(struct event_base *base);
+
+/* The Redis store (Redis >= 6, one server: not Cluster), its keys under
+ * "prefix:". Completions come in the order the operations were started.
+ * Connects at once and reconnects after any loss (redis.h); meanwhile,
+ * and until the first connection is up, every operation completes with
+ * STORE_EUNAVAIL. A STORE_EUNAVAIL for a connection lost after the command
+ * was sent cannot say whether Redis applied it. Typing expiries are
+ * reported by the instances whose on_typing_expired is set (polled every
+ * 100 ms at most), each by one of them. NULL with a message in err when
+ * the URL is bad. Running out of memory aborts the process. */
+struct store *store_redis_new(struct event_base *base, const char *url, const char *prefix,
+                              char *err, size_t errlen);
 
 /* Shorthands: st->ops->x(st, ...). */
 #define store_user_add(st, ...)      (st)->ops->user_add((st), __VA_ARGS__)

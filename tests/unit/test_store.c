@@ -1,13 +1,29 @@
-/* test_store.c -- the memory store (store.h), driven through a real
- * libevent loop: every callback must come from the loop, never from the call
- * that started the operation. */
+/* test_store.c -- the stores (store.h), driven through a real libevent
+ * loop: every callback must come from the loop, never from the call that
+ * started the operation.
+ *
+ * Every test runs twice: against the memory store, and against the Redis
+ * store on a redis-server this program starts on a free loopback port (and
+ * stops at the end). Without redis-server, the Redis half fails. The Redis
+ * half adds its own tests: two instances on one server (two daemons), an
+ * unreachable server, and one that comes back. */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <check.h>
+#include <hiredis/hiredis.h>
 
+#include "log.h"
 #include "store.h"
 #include "util.h"
 
@@ -15,6 +31,7 @@
 
 static struct event_base *base;
 static struct store *st;
+static struct store *st2;        /* a second instance (Redis tests) */
 
 /* --- the loop --- */
 
@@ -123,17 +140,181 @@ static void on_expired(const char *nsp, const char *room, const char *user, json
 	expired.at = mono_ms();
 }
 
+/* --- a redis-server of our own --- */
+
+static int redis_port;
+static char redis_url[64];
+
+static int free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof a;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+/* A blocking connection to the server, or NULL. */
+static redisContext *server_connect(void)
+{
+	struct timeval tv = { 1, 0 };
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
+
+	if (c && c->err) {
+		redisFree(c);
+		c = NULL;
+	}
+	return c;
+}
+
+/* Runs a command on a connection of its own; returns the reply (the caller
+ * frees it with freeReplyObject), or NULL. */
+static redisReply *server_command(const char *fmt, ...)
+{
+	redisContext *c = server_connect();
+	redisReply *rep = NULL;
+	va_list ap;
+
+	if (!c)
+		return NULL;
+	va_start(ap, fmt);
+	rep = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	redisFree(c);
+	return rep;
+}
+
+static int server_up(void)
+{
+	redisReply *rep = server_command("PING");
+	int up = rep && rep->type == REDIS_REPLY_STATUS;
+
+	if (rep)
+		freeReplyObject(rep);
+	return up;
+}
+
+/* Waits up to ms for the server to be up (want 1) or down (want 0). */
+static int server_wait(int want, unsigned ms)
+{
+	for (unsigned i = 0; i < ms / 10; i++) {
+		if (server_up() == want)
+			return 0;
+		usleep(10 * 1000);
+	}
+	return -1;
+}
+
+/* Starts redis-server on redis_port. Returns 0, or -1. */
+static int server_start(void)
+{
+	char port[16];
+	pid_t pid;
+
+	snprintf(port, sizeof port, "%d", redis_port);
+	if ((pid = fork()) < 0)
+		return -1;
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		if (null >= 0) {
+			dup2(null, STDOUT_FILENO);
+			dup2(null, STDERR_FILENO);
+		}
+		execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
+		       "--save", "", "--appendonly", "no", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500; i++) {
+		if (server_up())
+			return 0;
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return -1;       /* it could not start */
+		usleep(10 * 1000);
+	}
+	return -1;
+}
+
+/* Stops the server (whichever process started it), and reaps it when it
+ * is ours. */
+static int server_stop(void)
+{
+	redisReply *rep = server_command("SHUTDOWN NOSAVE");
+
+	if (rep)
+		freeReplyObject(rep);
+	int rc = server_wait(0, 2000);
+	for (int i = 0; i < 100 && waitpid(-1, NULL, WNOHANG) >= 0; i++)
+		usleep(10 * 1000);   /* until no child is left (ECHILD) */
+	return rc;
+}
+
 /* --- fixture --- */
 
-static void setup(void)
+static void setup_loop(void)
 {
 	base = event_base_new();
 	ck_assert_ptr_nonnull(base);
+	memset(&expired, 0, sizeof expired);
+	seq = 0;
+}
+
+static void watch(struct store *s)
+{
+	s->on_typing_expired = on_expired;
+	s->on_typing_expired_ud = &expired;
+}
+
+static void setup(void)
+{
+	setup_loop();
 	st = store_memory_new(base);
 	ck_assert_ptr_nonnull(st);
-	st->on_typing_expired = on_expired;
-	st->on_typing_expired_ud = &expired;
-	memset(&expired, 0, sizeof expired);
+	watch(st);
+}
+
+/* Runs the loop until s answers without an error (it is connected). */
+static void wait_ready(struct store *s)
+{
+	for (int i = 0; i < 300; i++) {
+		struct res r = { 0 };
+		store_user_online(s, "/", "nobody", flag_cb, &r);
+		run(&r.n, 1, 1000);
+		ck_assert_int_eq(r.n, 1);
+		if (!r.err)
+			return;
+		run(NULL, 0, 10);
+	}
+	ck_abort_msg("the Redis store does not connect");
+}
+
+/* A Redis store on our server, connected. */
+static struct store *redis_store(const char *prefix)
+{
+	char err[256];
+	struct store *s = store_redis_new(base, redis_url, prefix, err, sizeof err);
+
+	ck_assert_msg(s != NULL, "store_redis_new: %s", err);
+	ck_assert_str_eq(s->ops->name, "redis");
+	watch(s);
+	wait_ready(s);
+	return s;
+}
+
+static void setup_redis(void)
+{
+	ck_assert_msg(redis_port > 0 && server_up(),
+	              "no redis-server on 127.0.0.1:%d (is redis-server installed?)", redis_port);
+	redisReply *rep = server_command("FLUSHALL");
+	ck_assert_ptr_nonnull(rep);
+	freeReplyObject(rep);
+	setup_loop();
+	st = redis_store("test");
 	seq = 0;
 }
 
@@ -141,8 +322,18 @@ static void teardown(void)
 {
 	if (st)
 		store_free(st);
-	st = NULL;
+	if (st2)
+		store_free(st2);
+	st = st2 = NULL;
 	event_base_free(base);
+}
+
+/* The helpers below work on st: this makes them work on the other one. */
+static void swap(void)
+{
+	struct store *s = st;
+	st = st2;
+	st2 = s;
 }
 
 /* --- the operations, waited for --- */
@@ -837,40 +1028,329 @@ START_TEST(typing_expired_on_lookup)
 }
 END_TEST
 
-static Suite *store_suite(void)
-{
-	Suite *s = suite_create("store");
-	TCase *tc;
+/* ------------------------------------------------------------------------
+ * Redis only: two instances, outages */
 
-	tc = tcase_create("completions");
-	tcase_add_checked_fixture(tc, setup, teardown);
+START_TEST(redis_instances_share_state)
+{
+	uint64_t retry;
+	json_object *v = json_tokener_parse("{\"slowMs\":5}");
+
+	st2 = redis_store("test");
+	/* Presence: a user with a socket on each instance. */
+	ck_assert_int_eq(user_add("/", "u", "U", "s1"), 1);
+	swap();
+	ck_assert_int_eq(user_online("/", "u"), 1);
+	ck_assert_int_eq(user_add("/", "u", NULL, "s2"), 0);
+	ck_assert_text(users_online("/"), "[{\"userId\":\"u\",\"name\":\"U\"}]");
+	swap();
+	ck_assert_int_eq(user_remove("/", "u", "s1"), 0);
+	swap();
+	ck_assert_int_eq(user_remove("/", "u", "s2"), 1);
+	swap();
+	ck_assert_int_eq(user_online("/", "u"), 0);
+
+	/* Rooms. */
+	ck_assert_int_eq(room_add("/", "r", "a", "A", "s1"), 1);
+	swap();
+	ck_assert_int_eq(room_add("/", "r", "b", "B", "s2"), 1);
+	swap();
+	ck_assert_text(room_members("/", "r"),
+	               "[{\"userId\":\"a\",\"name\":\"A\"},{\"userId\":\"b\",\"name\":\"B\"}]");
+
+	/* History: one counter. */
+	ck_assert_uint_eq(history_add("c", 1, 10), 1);
+	swap();
+	ck_assert_uint_eq(history_add("c", 2, 10), 2);
+	swap();
+	ck_assert_uint_eq(history_add("c", 3, 10), 3);
+	swap();
+	ck_assert_text(history_get("c", "1", NULL, 10), "2,3");
+
+	/* Cooldowns. */
+	ck_assert_int_eq(cooldown_take("slow:c", "u", 5000, NULL), 1);
+	swap();
+	ck_assert_int_eq(cooldown_take("slow:c", "u", 5000, &retry), 0);
+	ck_assert_uint_gt(retry, 0);
+	ck_assert_uint_le(retry, 5000);
+
+	/* Channels. */
+	channel_set("c", v);
+	json_object_put(v);
+	swap();
+	ck_assert_text(channel_get("c"), "{\"slowMs\":5}");
+
+	/* Typing: set on one, cleared on the other. */
+	ck_assert_int_eq(typing_set("/", "r", "u", NULL, 5000), 1);
+	swap();
+	ck_assert_int_eq(typing_set("/", "r", "u", NULL, 5000), 0);
+	swap();
+	ck_assert_int_eq(typing_clear("/", "r", "u"), 1);
+	swap();
+	ck_assert_int_eq(typing_clear("/", "r", "u"), 0);
+}
+END_TEST
+
+/* Reports per user ("u<i>") and per instance. */
+static int reported[20], reported_by[2];
+
+static void on_expired_count(const char *nsp, const char *room, const char *user,
+                             json_object *info, void *ud)
+{
+	int i = atoi(user + 1);
+
+	(void)nsp;
+	(void)room;
+	(void)info;
+	ck_assert_int_ge(i, 0);
+	ck_assert_int_lt(i, 20);
+	reported[i]++;
+	reported_by[*(int *)ud]++;
+	expired.n++;
+}
+
+START_TEST(redis_typing_expires_once_cluster_wide)
+{
+	static int which[2] = { 0, 1 };
+	struct res r[20] = { { 0 } };
+	char user[16];
+
+	st2 = redis_store("test");
+	st->on_typing_expired = st2->on_typing_expired = on_expired_count;
+	st->on_typing_expired_ud = &which[0];
+	st2->on_typing_expired_ud = &which[1];
+	for (int i = 0; i < 20; i++) {
+		snprintf(user, sizeof user, "u%d", i);
+		store_typing_set(i % 2 ? st2 : st, "/", "r", user, NULL, 20 + 5 * (i % 4), flag_cb,
+		                 &r[i]);
+	}
+	run(&expired.n, 20, 2000);
+	run(NULL, 0, 150);
+	for (int i = 0; i < 20; i++) {
+		ck_assert_int_eq(r[i].flag, 1);
+		ck_assert_int_eq(reported[i], 1);
+	}
+	ck_assert_int_eq(reported_by[0] + reported_by[1], 20);
+}
+END_TEST
+
+START_TEST(redis_prefixes_apart)
+{
+	st2 = redis_store("other");
+	ck_assert_int_eq(user_add("/", "u", NULL, "s1"), 1);
+	ck_assert_uint_eq(history_add("c", 1, 10), 1);
+	swap();
+	ck_assert_int_eq(user_online("/", "u"), 0);
+	ck_assert_int_eq(user_add("/", "u", NULL, "s1"), 1);
+	ck_assert_uint_eq(history_add("c", 1, 10), 1);
+}
+END_TEST
+
+static int reply_cmp(const void *a, const void *b)
+{
+	return strcmp((*(redisReply *const *)a)->str, (*(redisReply *const *)b)->str);
+}
+
+/* The keys under the prefix, sorted, as "k1 k2 ...". */
+static char *keys(void)
+{
+	redisReply *rep = server_command("KEYS test:*");
+	char out[512] = "";
+
+	ck_assert_ptr_nonnull(rep);
+	ck_assert_int_eq(rep->type, REDIS_REPLY_ARRAY);
+	qsort(rep->element, rep->elements, sizeof *rep->element, reply_cmp);
+	for (size_t i = 0; i < rep->elements; i++)
+		snprintf(out + strlen(out), sizeof out - strlen(out), "%s%s", i ? " " : "",
+		         rep->element[i]->str);
+	freeReplyObject(rep);
+	return strdup(out);
+}
+
+static long long pttl(const char *key)
+{
+	redisReply *rep = server_command("PTTL %s", key);
+	long long v;
+
+	ck_assert_ptr_nonnull(rep);
+	v = rep->integer;
+	freeReplyObject(rep);
+	return v;
+}
+
+/* Every key has a TTL or an owner that removes it: presence, rooms, typing
+ * and cooldowns leave nothing behind. */
+START_TEST(redis_keys_owned)
+{
+	json_object *v = json_tokener_parse("{}");
+
+	ck_assert_int_eq(user_add("/", "u", NULL, "s1"), 1);
+	ck_assert_int_eq(room_add("/", "r", "u", NULL, "s1"), 1);
+	ck_assert_int_eq(typing_set("/", "r", "u", "{\"a\":1}", 5000), 1);
+	ck_assert_int_eq(typing_set("/", "r", "v", NULL, 20), 1);
+	ck_assert_int_eq(cooldown_take("k", "u", 50, NULL), 1);
+	ck_assert_uint_eq(history_add("c", 1, 10), 1);
+	channel_set("c", v);
+	json_object_put(v);
+	ck_assert_text(keys(), "test:channel:1:c test:cooldown:1:k1:u test:history-id:1:c "
+	               "test:history:1:c test:online:1:/ test:room-sids:1:/1:r1:u "
+	               "test:room:1:/1:r test:sids:1:/1:u test:typing test:typing-info");
+	ck_assert_int_gt(pttl("test:cooldown:1:k1:u"), 0);
+
+	ck_assert_int_eq(user_remove("/", "u", "s1"), 1);
+	ck_assert_int_eq(room_remove("/", "r", "u", "s1"), 1);
+	ck_assert_int_eq(typing_clear("/", "r", "u"), 1);
+	run(&expired.n, 1, 1000);
+	run(NULL, 0, 60);
+	ck_assert_text(keys(), "test:channel:1:c test:history-id:1:c test:history:1:c");
+}
+END_TEST
+
+/* SCRIPT FLUSH (or a server that lost its scripts): EVAL takes over. */
+START_TEST(redis_noscript)
+{
+	redisReply *rep = server_command("SCRIPT FLUSH");
+
+	ck_assert_ptr_nonnull(rep);
+	freeReplyObject(rep);
+	ck_assert_int_eq(user_add("/", "u", NULL, "s1"), 1);
+	ck_assert_uint_eq(history_add("c", 1, 10), 1);
+	ck_assert_int_eq(user_add("/", "u", NULL, "s2"), 0);
+	ck_assert_uint_eq(history_add("c", 2, 10), 2);
+	ck_assert_text(history_get("c", NULL, NULL, 10), "1,2");
+}
+END_TEST
+
+/* Starts one operation of each kind; each must fail, once, in order. */
+static void all_unavailable(void)
+{
+	struct res r[10] = { { 0 } };
+	struct history_query q = { NULL, NULL, 10 };
+	json_object *o = json_object_new_object();
+
+	store_user_add(st, "/", "u", "U", "s1", flag_cb, &r[0]);
+	store_user_online(st, "/", "u", flag_cb, &r[1]);
+	store_users_online(st, "/", json_cb, &r[2]);
+	store_room_remove(st, "/", "r", "u", "s1", flag_cb, &r[3]);
+	store_channel_get(st, "c", json_cb, &r[4]);
+	store_channel_set(st, "c", o, done_cb, &r[5]);
+	store_history_add(st, "c", o, 10, json_cb, &r[6]);
+	store_history_get(st, "c", &q, json_cb, &r[7]);
+	store_cooldown_take(st, "k", "u", 1000, cooldown_cb, &r[8]);
+	store_typing_set(st, "/", "r", "u", o, 1000, flag_cb, &r[9]);
+	json_object_put(o);
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(r[i].n, 0);
+	run(&r[9].n, 1, 3000);
+	run(NULL, 0, 10);
+	for (int i = 0; i < 10; i++) {
+		ck_assert_int_eq(r[i].n, 1);
+		ck_assert_int_eq(r[i].err, STORE_EUNAVAIL);
+		ck_assert_int_eq(r[i].flag, 0);
+		ck_assert_ptr_null(r[i].val);
+		ck_assert_int_eq(r[i].seq, seq - 9 + i);
+	}
+}
+
+START_TEST(redis_not_reachable)
+{
+	char err[256], url[64];
+	int port = free_port();
+
+	ck_assert_ptr_null(store_redis_new(base, "rediss://x", "test", err, sizeof err));
+	ck_assert(strstr(err, "rediss://x") != NULL);
+
+	store_free(st);
+	snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+	st = store_redis_new(base, url, "test", err, sizeof err);
+	ck_assert_ptr_nonnull(st);
+	all_unavailable();
+	all_unavailable();
+}
+END_TEST
+
+/* The server drops our connection with commands on it: they fail; the
+ * store reconnects. */
+START_TEST(redis_connection_lost)
+{
+	struct res r[3] = { { 0 } };
+
+	ck_assert_int_eq(user_add("/", "u", NULL, "s1"), 1);
+	store_user_add(st, "/", "u", NULL, "s2", flag_cb, &r[0]);
+	store_user_online(st, "/", "u", flag_cb, &r[1]);
+	store_typing_set(st, "/", "r", "u", NULL, 20, flag_cb, &r[2]);
+	redisReply *rep = server_command("CLIENT KILL TYPE normal");
+	ck_assert_ptr_nonnull(rep);
+	freeReplyObject(rep);
+	run(&r[2].n, 1, 1000);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(r[i].n, 1);
+		ck_assert_int_eq(r[i].err, STORE_EUNAVAIL);
+	}
+	wait_ready(st);
+	ck_assert_int_eq(user_add("/", "u", NULL, "s3"), 0);
+	ck_assert_int_eq(typing_set("/", "r", "u", "{}", 20), 1);
+	run(&expired.n, 1, 1000);
+	ck_assert_str_eq(expired.log, "/|r|u={};");
+}
+END_TEST
+
+/* The server stops: every operation fails, later, once; it comes back
+ * (empty): the store reconnects, reloads its scripts, and polls again. */
+START_TEST(redis_restart)
+{
+	ck_assert_int_eq(user_add("/", "u", NULL, "s1"), 1);
+	ck_assert_uint_eq(history_add("c", 1, 10), 1);
+	ck_assert_int_eq(server_stop(), 0);
+	all_unavailable();
+	all_unavailable();
+	ck_assert_int_eq(server_start(), 0);
+
+	wait_ready(st);
+	ck_assert_int_eq(user_online("/", "u"), 0);
+	ck_assert_int_eq(user_add("/", "u", NULL, "s1"), 1);
+	ck_assert_uint_eq(history_add("c", 1, 10), 1);
+	ck_assert_int_eq(typing_set("/", "r", "u", NULL, 20), 1);
+	run(&expired.n, 1, 1000);
+	ck_assert_str_eq(expired.log, "/|r|u=null;");
+}
+END_TEST
+
+/* The tests of both stores, in four test cases, named by name[]. */
+static void add_common(Suite *s, void (*fixture)(void), const char *const name[4])
+{
+	TCase *tc;
+	int i = 0;
+
+#define TC() do { \
+	tc = tcase_create(name[i++]); \
+	tcase_add_checked_fixture(tc, fixture, teardown); \
+	tcase_set_timeout(tc, 20); \
+	suite_add_tcase(s, tc); \
+} while (0)
+
+	TC();                        /* completions */
 	tcase_add_test(tc, callbacks_deferred_in_order);
 	tcase_add_test(tc, callback_starting_another);
 	tcase_add_test(tc, free_drops_pending);
 	tcase_add_test(tc, free_from_callback);
 	tcase_add_test(tc, free_from_expiry);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("presence");
-	tcase_add_checked_fixture(tc, setup, teardown);
+	TC();                        /* presence */
 	tcase_add_test(tc, user_first_and_last);
 	tcase_add_test(tc, user_online_by_id);
 	tcase_add_test(tc, users_online_sorted_once);
 	tcase_add_test(tc, rooms_counted_and_isolated);
 	tcase_add_test(tc, tricky_names_do_not_collide);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("channels");
-	tcase_add_checked_fixture(tc, setup, teardown);
+	TC();                        /* channels */
 	tcase_add_test(tc, channel_round_trip_and_copy);
 	tcase_add_test(tc, history_ids_never_reused);
 	tcase_add_test(tc, history_add_copies);
 	tcase_add_test(tc, history_queries);
 	tcase_add_test(tc, history_queries_after_trim);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("expiry");
-	tcase_add_checked_fixture(tc, setup, teardown);
+	TC();                        /* expiry */
 	tcase_add_test(tc, cooldown_take_and_expire);
 	tcase_add_test(tc, typing_expires_once);
 	tcase_add_test(tc, typing_clear_no_expiry);
@@ -879,6 +1359,40 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, typing_expiry_order);
 	tcase_add_test(tc, typing_info_copied);
 	tcase_add_test(tc, typing_expired_on_lookup);
+#undef TC
+}
+
+static Suite *store_suite(void)
+{
+	Suite *s = suite_create("store");
+	TCase *tc;
+
+	static const char *const memory[4] = {
+		"memory:completions", "memory:presence", "memory:channels", "memory:expiry"
+	};
+	static const char *const redis[4] = {
+		"redis:completions", "redis:presence", "redis:channels", "redis:expiry"
+	};
+
+	add_common(s, setup, memory);
+	add_common(s, setup_redis, redis);
+
+	tc = tcase_create("redis:cluster");
+	tcase_add_checked_fixture(tc, setup_redis, teardown);
+	tcase_add_test(tc, redis_instances_share_state);
+	tcase_add_test(tc, redis_typing_expires_once_cluster_wide);
+	tcase_add_test(tc, redis_prefixes_apart);
+	tcase_add_test(tc, redis_keys_owned);
+	tcase_add_test(tc, redis_noscript);
+	suite_add_tcase(s, tc);
+
+	/* Last: they stop and restart the server. */
+	tc = tcase_create("redis:faults");
+	tcase_add_checked_fixture(tc, setup_redis, teardown);
+	tcase_set_timeout(tc, 20);
+	tcase_add_test(tc, redis_not_reachable);
+	tcase_add_test(tc, redis_connection_lost);
+	tcase_add_test(tc, redis_restart);
 	suite_add_tcase(s, tc);
 
 	return s;
@@ -889,8 +1403,18 @@ int main(void)
 	SRunner *sr = srunner_create(store_suite());
 	int failed;
 
+	signal(SIGPIPE, SIG_IGN);    /* a write to a connection Redis closed */
+	/* A server restarted by a test (a forked child) becomes ours to reap. */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	log_set_level(LL_WARN);
+	redis_port = free_port();
+	snprintf(redis_url, sizeof redis_url, "redis://127.0.0.1:%d", redis_port);
+	if (redis_port <= 0 || server_start() < 0)
+		fprintf(stderr, "test_store: cannot start redis-server: the Redis tests fail\n");
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	if (redis_port > 0)
+		server_stop();
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
