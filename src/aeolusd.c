@@ -78,11 +78,15 @@ static enum MHD_Result on_root(struct http_req *req, const char *url, const char
 		return http_reply_json(req->conn, MHD_HTTP_OK, body);
 	}
 	if (strcmp(url, "/health") == 0) {
+		/* 503 while the Redis the state lives in is out of reach. */
 		struct eio_stats st;
+		int down = redis && !redis_connected(redis);
 		eio_get_stats(&st);
 		snprintf(body, sizeof body,
-		         "{\"status\":\"ok\",\"store\":\"memory\",\"sessions\":%u}", st.sessions);
-		return http_reply_json(req->conn, MHD_HTTP_OK, body);
+		         "{\"status\":\"%s\",\"store\":\"%s\",%s\"sessions\":%u}",
+		         down ? "degraded" : "ok", store ? store->ops->name : "none",
+		         !redis ? "" : down ? "\"redis\":\"down\"," : "\"redis\":\"up\",", st.sessions);
+		return http_reply_json(req->conn, down ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, body);
 	}
 	return http_reply_json(req->conn, MHD_HTTP_NOT_FOUND,
 	                       "{\"error\":\"not_found\",\"message\":\"no such resource\"}");
@@ -98,7 +102,12 @@ static int app_setup(void)
 		log_err("redis.url: %s", err);
 		return -1;
 	}
-	store = store_memory_new(base);
+	/* With Redis configured, the shared state lives there (one connection
+	 * of its own); without, in this process. */
+	if (redis)
+		store = store_redis_new(base, cfg.redis_url, cfg.redis_prefix, err, sizeof err);
+	else
+		store = store_memory_new(base);
 	if (!store || !app_start(base, &cfg, profile, store, redis, err, sizeof err)) {
 		log_err("%s", err);
 		return -1;

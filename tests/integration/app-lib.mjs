@@ -33,8 +33,39 @@ let envLock = Promise.resolve();
  * @param {Record<string,string>} [o.env]         environment variables for the daemon
  * @param {boolean} [o.jwt=true]                  configure the HS256 secret SECRET
  */
+// AEOLUS_TEST_STORE=redis runs every application test on the Redis store:
+// one redis-server for the whole file, a key prefix per daemon.
+const REDIS_STORE = process.env.AEOLUS_TEST_STORE === 'redis';
+let storeRedis = null;
+let storePrefixes = 0;
+export const STORE = REDIS_STORE ? 'redis' : 'memory';
+
+async function storeSettings(env, set) {
+  if (!REDIS_STORE || env.REDIS_URL || set['redis.url']) return {};
+  if (!storeRedis) {
+    storeRedis = startRedis();
+    // the test files end without a hook for it: kill it with the process
+    storeRedis.then((r) => {
+      r.unref();
+      process.on('exit', () => r.kill());
+    }, () => {});
+  }
+  const r = await storeRedis;
+  return { 'redis.url': r.url, 'redis.prefix': `t${process.pid}-${++storePrefixes}` };
+}
+
+/** Stops the redis-server started for AEOLUS_TEST_STORE=redis, if any. */
+export async function stopStoreRedis() {
+  if (storeRedis) {
+    const r = await storeRedis;
+    storeRedis = null;
+    await r.stop();
+  }
+}
+
 export function startApp({ set = {}, env = {}, jwt = true } = {}) {
   const run = async () => {
+    set = { ...(await storeSettings(env, set)), ...set };
     const saved = {};
     for (const k of ENV_KEYS) { saved[k] = process.env[k]; delete process.env[k]; }
     if (jwt && !env.JWT_SECRET_KEY) env = { ...env, JWT_SECRET_KEY: SECRET };
@@ -363,6 +394,14 @@ export async function startRedis() {
     port,
     url: `redis://127.0.0.1:${port}`,
     command: (...args) => conn.command(...args),
+    kill() { proc.kill('SIGKILL'); },
+    /** Lets the test process end while this server runs (it is killed at exit). */
+    unref() {
+      proc.unref();
+      proc.stdout.unref();
+      proc.stderr.unref();
+      conn.sock.unref();
+    },
     async stop() {
       conn.close();
       proc.kill('SIGTERM');
