@@ -104,35 +104,12 @@ struct mstore {
 
 static char present;             /* the value of every sid in a sid set */
 
-/* --- allocation --- */
-
-static void oom(void)
-{
-	log_err("memory store: out of memory");
-	abort();
-}
-
-static void *must(void *p)
-{
-	if (!p)
-		oom();
-	return p;
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-	return must(calloc(n, size));
-}
-
-static char *xstrdup(const char *s)
-{
-	return must(strdup(s));
-}
+/* --- helpers (allocation that cannot fail is util.h's xmust and friends) --- */
 
 static void xset(struct dict *d, const char *key, void *val)
 {
 	if (dict_set(d, key, val) < 0)
-		oom();
+		xmust(NULL);
 }
 
 /* Frees every value with fr, then the table. */
@@ -154,7 +131,7 @@ static json_object *jcopy(json_object *o)
 {
 	json_object *c = NULL;
 	if (o && json_object_deep_copy(o, &c, NULL) < 0)
-		oom();
+		xmust(NULL);
 	return c;
 }
 
@@ -167,13 +144,13 @@ static void jput(void *o)
 static void jadd(json_object *o, const char *key, json_object *val)
 {
 	if (!val || json_object_object_add(o, key, val) < 0)
-		oom();
+		xmust(NULL);
 }
 
 static void jpush(json_object *a, json_object *val)
 {
 	if (!val || json_object_array_add(a, val) < 0)
-		oom();
+		xmust(NULL);
 }
 
 /* --- keys --- */
@@ -185,7 +162,7 @@ static const char *mkkey(struct mstore *m, const char *a, const char *b, const c
 	buf_reset(&m->key);
 	if (buf_printf(&m->key, "%zu:%s%zu:%s", strlen(a), a, strlen(b), b) < 0 ||
 	    (c && buf_printf(&m->key, "%zu:%s", strlen(c), c) < 0))
-		oom();
+		xmust(NULL);
 	return m->key.p;
 }
 
@@ -351,7 +328,7 @@ static void heap_push(struct mstore *m, struct timed *t)
 {
 	if (m->nheap == m->capheap) {
 		size_t cap = m->capheap ? m->capheap * 2 : 16;
-		m->heap = must(realloc(m->heap, cap * sizeof *m->heap));
+		m->heap = xmust(realloc(m->heap, cap * sizeof *m->heap));
 		m->capheap = cap;
 	}
 	t->hidx = m->nheap;
@@ -538,7 +515,7 @@ static int entry_cmp(const void *a, const void *b)
 /* [{"userId":..., "name":...}, ...] of the group gkey, sorted by userId. */
 static json_object *group_list(struct dict *groups, const char *gkey)
 {
-	json_object *a = must(json_object_new_array());
+	json_object *a = xmust(json_object_new_array());
 	struct dict *g = dict_get(groups, gkey);
 	if (!g)
 		return a;
@@ -552,7 +529,7 @@ static json_object *group_list(struct dict *groups, const char *gkey)
 	qsort(v, n, sizeof *v, entry_cmp);
 	for (size_t i = 0; i < n; i++) {
 		struct presence *p = v[i]->val;
-		json_object *o = must(json_object_new_object());
+		json_object *o = xmust(json_object_new_object());
 		jadd(o, "userId", json_object_new_string(v[i]->key));
 		jadd(o, "name", json_object_new_string(p->name));
 		jpush(a, o);
@@ -775,7 +752,7 @@ static void m_history_get(struct store *st, const char *channel, const struct hi
 {
 	struct mstore *m = (struct mstore *)st;
 	struct history *h = dict_get(&m->histories, channel);
-	json_object *a = must(json_object_new_array());
+	json_object *a = xmust(json_object_new_array());
 	size_t lo = 0, hi = 0;
 
 	if (h)
@@ -899,8 +876,8 @@ struct store *store_memory_new(struct event_base *base)
 	struct mstore *m = xcalloc(1, sizeof *m);
 
 	m->st.ops = &memory_ops;
-	m->pass = must(event_new(base, -1, 0, on_pass, m));
-	m->timer = must(evtimer_new(base, on_timer, m));
+	m->pass = xmust(event_new(base, -1, 0, on_pass, m));
+	m->timer = xmust(evtimer_new(base, on_timer, m));
 	m->tail = &m->head;
 	dict_init(&m->online);
 	dict_init(&m->rooms);

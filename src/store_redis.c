@@ -262,35 +262,12 @@ struct rstore {
 	struct buf key;              /* scratch */
 };
 
-/* --- allocation --- */
-
-static void oom(void)
-{
-	log_err("redis store: out of memory");
-	abort();
-}
-
-static void *must(void *p)
-{
-	if (!p)
-		oom();
-	return p;
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-	return must(calloc(n, size));
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-	return must(strndup(s, n));
-}
+/* --- helpers (allocation that cannot fail is util.h's xmust and friends) --- */
 
 /* A copy of n bytes, NUL-terminated. */
 static char *xmemdup(const void *p, size_t n)
 {
-	char *d = must(malloc(n + 1));
+	char *d = xmust(malloc(n + 1));
 
 	memcpy(d, p, n);
 	d[n] = '\0';
@@ -300,7 +277,7 @@ static char *xmemdup(const void *p, size_t n)
 static void bput(struct buf *b, const void *p, size_t n)
 {
 	if (buf_append(b, p, n) < 0)
-		oom();
+		xmust(NULL);
 }
 
 static void bputs(struct buf *b, const char *s)
@@ -314,26 +291,26 @@ static json_object *jcopy(json_object *o)
 {
 	json_object *c = NULL;
 	if (o && json_object_deep_copy(o, &c, NULL) < 0)
-		oom();
+		xmust(NULL);
 	return c;
 }
 
 static void jadd(json_object *o, const char *key, json_object *val)
 {
 	if (!val || json_object_object_add(o, key, val) < 0)
-		oom();
+		xmust(NULL);
 }
 
 static void jpush(json_object *a, json_object *val)
 {
 	if (!val || json_object_array_add(a, val) < 0)
-		oom();
+		xmust(NULL);
 }
 
 /* Parses n bytes of JSON text. Returns 0 (*out may be NULL: "null"), or -1. */
 static int jparse(const char *p, size_t n, json_object **out)
 {
-	json_tokener *tok = must(json_tokener_new());
+	json_tokener *tok = xmust(json_tokener_new());
 
 	*out = n <= INT32_MAX ? json_tokener_parse_ex(tok, p, (int)n) : NULL;
 	int ok = n <= INT32_MAX && json_tokener_get_error(tok) == json_tokener_success;
@@ -352,7 +329,7 @@ static int jparse(const char *p, size_t n, json_object **out)
 static void put_part(struct buf *b, const char *part)
 {
 	if (buf_printf(b, "%zu:", strlen(part)) < 0)
-		oom();
+		xmust(NULL);
 	bputs(b, part);
 }
 
@@ -383,7 +360,7 @@ static void op_key(struct rstore *s, struct op *op, const char *kind, const char
 {
 	buf_reset(&s->key);
 	if (buf_printf(&s->key, "%s:%s%s", s->prefix, kind, a ? ":" : "") < 0)
-		oom();
+		xmust(NULL);
 	if (a)
 		put_part(&s->key, a);
 	if (b)
@@ -549,9 +526,9 @@ static int read_group(struct op *op, const redisReply *rep)
 	for (size_t i = 0; i < n; i++)
 		v[i] = &rep->element[2 * i];
 	qsort(v, n, sizeof *v, pair_cmp);
-	op->val = must(json_object_new_array());
+	op->val = xmust(json_object_new_array());
 	for (size_t i = 0; i < n; i++) {
-		json_object *o = must(json_object_new_object());
+		json_object *o = xmust(json_object_new_object());
 		jadd(o, "userId", json_object_new_string_len(v[i][0]->str, (int)v[i][0]->len));
 		jadd(o, "name", json_object_new_string_len(v[i][1]->str, (int)v[i][1]->len));
 		jpush(op->val, o);
@@ -564,7 +541,7 @@ static int read_messages(struct op *op, const redisReply *rep)
 {
 	if (rep->type != REDIS_REPLY_ARRAY)
 		return -1;
-	op->val = must(json_object_new_array());
+	op->val = xmust(json_object_new_array());
 	for (size_t i = 0; i < rep->elements; i++) {
 		json_object *m;
 		const redisReply *e = rep->element[i];
@@ -583,7 +560,7 @@ static void add_expiry(struct op *op, const char *entry, size_t n, const redisRe
 		log_warn("redis store: a bad typing entry: '%.*s'", n > 64 ? 64 : (int)n, entry);
 		return;
 	}
-	op->exp = must(realloc(op->exp, (op->nexp + 1) * sizeof *op->exp));
+	op->exp = xmust(realloc(op->exp, (op->nexp + 1) * sizeof *op->exp));
 	op->exp[op->nexp++] = e;
 }
 
@@ -992,7 +969,7 @@ static void op_message(struct op *op, json_object *msg)
 	buf_init(&tail, 0);
 	bputs(b, "{");
 	json_object_object_foreach(msg, k, v) {
-		json_object *name = must(json_object_new_string(k));
+		json_object *name = xmust(json_object_new_string(k));
 		if (!first)
 			bputs(b, ",");
 		first = 0;
@@ -1070,7 +1047,7 @@ static void r_history_get(struct store *st, const char *channel, const struct hi
 	op_key(s, op, "history", channel, NULL, NULL);
 	op_key(s, op, "history-id", channel, NULL, NULL);
 	if (op_id(op, q->after) < 0 || op_id(op, q->before) < 0) {
-		op->val = must(json_object_new_array());
+		op->val = xmust(json_object_new_array());
 		op_local(s, op, 0);
 		return;
 	}
@@ -1179,10 +1156,10 @@ struct store *store_redis_new(struct event_base *base, const char *url, const ch
 
 	s->st.ops = &redis_ops;
 	s->tail = &s->head;
-	s->prefix = must(strdup(prefix));
+	s->prefix = xmust(strdup(prefix));
 	buf_init(&s->key, 0);
-	s->pass = must(event_new(base, -1, 0, on_pass, s));
-	s->poll = must(evtimer_new(base, on_poll, s));
+	s->pass = xmust(event_new(base, -1, 0, on_pass, s));
+	s->poll = xmust(evtimer_new(base, on_poll, s));
 	snprintf(err, errlen, "out of memory");
 	if (!(s->r = redis_new(base, url, "store", err, errlen))) {
 		destroy(s);

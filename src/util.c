@@ -1,4 +1,5 @@
 /* util.c -- see util.h. */
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -6,6 +7,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "log.h"
 #include "util.h"
 
 int random_id(char out[ID_LEN + 1])
@@ -70,6 +72,30 @@ uint64_t wall_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void *xmust(void *p)
+{
+	if (!p) {
+		log_err("out of memory");
+		abort();
+	}
+	return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+	return xmust(calloc(n, size));
+}
+
+char *xstrdup(const char *s)
+{
+	return xmust(strdup(s));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+	return xmust(strndup(s, n));
 }
 
 int ct_equal(const void *a, size_t alen, const void *b, size_t blen)

@@ -25,6 +25,14 @@ long base64_decode(void *out, const char *in, size_t n);
 uint64_t mono_ms(void);
 uint64_t wall_ms(void);
 
+/* Allocation that cannot fail, for the places that have no way to report
+ * it (a store operation must call back): out of memory logs and ends the
+ * process, as Redis does. */
+void *xmust(void *p);
+void *xcalloc(size_t n, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
 /* Compares without leaking where the first difference is. */
 int ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 
