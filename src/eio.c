@@ -95,19 +95,27 @@ static void pass_schedule(void)
 	event_active(E.pass, EV_WRITE, 0);
 }
 
-/* Answers the suspended GET with body (a payload). */
-static void poll_answer(struct eio_session *s, const char *body, size_t len)
+/* The suspended GET's body is in its out buffer: answer it, forget it. */
+static void poll_resume(struct eio_session *s)
 {
 	struct http_req *req = s->poll;
 	struct eio_req *er = req->ctx;
 
-	buf_reset(&er->out);
-	buf_append(&er->out, body, len);
 	er->ready = 1;
 	er->s = NULL;
 	s->poll = NULL;
 	MHD_resume_connection(req->conn);
 	http_wakeup();
+}
+
+/* Answers the suspended GET with body (a payload). */
+static void poll_answer(struct eio_session *s, const char *body, size_t len)
+{
+	struct eio_req *er = s->poll->ctx;
+
+	buf_reset(&er->out);
+	buf_append(&er->out, body, len);
+	poll_resume(s);
 }
 
 /* Moves the queue into out as one payload; while an upgrade is under way
@@ -129,14 +137,9 @@ static void poll_flush(struct eio_session *s)
 {
 	if (!s->poll || (!s->q.len && !s->upgrading))
 		return;
-	struct http_req *req = s->poll;
-	struct eio_req *er = req->ctx;
+	struct eio_req *er = s->poll->ctx;
 	drain(s, &er->out);
-	er->ready = 1;
-	er->s = NULL;
-	s->poll = NULL;
-	MHD_resume_connection(req->conn);
-	http_wakeup();
+	poll_resume(s);
 }
 
 static void session_free(struct eio_session *s)

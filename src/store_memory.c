@@ -684,23 +684,6 @@ static void m_history_add(struct store *st, const char *channel, json_object *ms
 	queue_json(m, cb, ud, copy);
 }
 
-/* Parses a message id: decimal digits only. Returns 0, or -1. */
-static int parse_id(const char *s, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (!*s)
-		return -1;
-	for (; *s; s++) {
-		unsigned d = (unsigned)(*s - '0');
-		if (d > 9 || v > (UINT64_MAX - d) / 10)
-			return -1;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return 0;
-}
-
 static int is_set(const char *id)
 {
 	return id && *id;
@@ -725,12 +708,12 @@ static void history_select(const struct history *h, const struct history_query *
 	*lo = 0;
 	*hi = h->len;
 	if (is_set(q->after)) {
-		if (parse_id(q->after, &id) < 0)
+		if (parse_u64(q->after, &id) < 0)
 			goto none;
 		*lo = count_upto(h, id);
 	}
 	if (is_set(q->before)) {
-		if (parse_id(q->before, &id) < 0)
+		if (parse_u64(q->before, &id) < 0)
 			goto none;
 		*hi = id ? count_upto(h, id - 1) : 0;
 	}

@@ -1005,23 +1005,6 @@ static void r_history_add(struct store *st, const char *channel, json_object *ms
 	op_start(s, op);
 }
 
-/* Parses a message id: decimal digits only. Returns 0, or -1. */
-static int parse_id(const char *s, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (!*s)
-		return -1;
-	for (; *s; s++) {
-		unsigned d = (unsigned)(*s - '0');
-		if (d > 9 || v > (UINT64_MAX - d) / 10)
-			return -1;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return 0;
-}
-
 /* Adds an id of a query to op: "" when not set, else its value. Returns 0,
  * or -1 when it is not a number (the query selects nothing). */
 static int op_id(struct op *op, const char *id)
@@ -1032,7 +1015,7 @@ static int op_id(struct op *op, const char *id)
 		op_str(op, "");
 		return 0;
 	}
-	if (parse_id(id, &v) < 0)
+	if (parse_u64(id, &v) < 0)
 		return -1;
 	op_u64(op, v);
 	return 0;

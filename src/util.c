@@ -98,6 +98,22 @@ char *xstrndup(const char *s, size_t n)
 	return xmust(strndup(s, n));
 }
 
+int parse_u64(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (!*s)
+		return -1;
+	for (; *s; s++) {
+		unsigned d = (unsigned)(*s - '0');
+		if (d > 9 || v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
 int ct_equal(const void *a, size_t alen, const void *b, size_t blen)
 {
 	if (alen != blen)

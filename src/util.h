@@ -33,6 +33,10 @@ void *xcalloc(size_t n, size_t size);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 
+/* Parses decimal digits only (no sign, no spaces) into *out. Returns 0, or
+ * -1 for anything else or an overflow. The stores' message ids use it. */
+int parse_u64(const char *s, uint64_t *out);
+
 /* Compares without leaking where the first difference is. */
 int ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 
