@@ -25,6 +25,7 @@
 
 #include <event2/event.h>
 
+#include "cluster.h"
 #include "config.h"
 #include "app.h"
 #include "conformance.h"
@@ -97,6 +98,10 @@ static enum MHD_Result on_root(struct http_req *req, const char *url, const char
 static int app_setup(void)
 {
 	char err[512];
+	if (cluster_init(base, &cfg, err, sizeof err) < 0) {
+		log_err("%s", err);
+		return -1;
+	}
 	if (cfg.redis_url && *cfg.redis_url &&
 	    !(redis = redis_new(base, cfg.redis_url, "redis", err, sizeof err))) {
 		log_err("redis.url: %s", err);

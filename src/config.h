@@ -58,6 +58,8 @@ struct config {
 	size_t messages_max_content;
 	/* [typing] */
 	unsigned typing_ttl_ms;
+	unsigned presence_reap_after_ms;   /* a dead instance's users go offline after this */
+	unsigned recovery_window_ms;       /* connection state recovery; 0: off */
 	/* [history] */
 	int history_size;
 	/* [limits] */
