@@ -28,6 +28,8 @@ struct redis {
 	int warned;                  /* logged the outage once */
 	redis_state_cb on_state;     /* may be NULL */
 	void *on_state_ud;
+	redis_reply_cb on_message;   /* the subscription's, or NULL */
+	void *on_message_ud;
 };
 
 static void connect_now(struct redis *r);
@@ -291,4 +293,28 @@ int redis_command_argv(struct redis *r, redis_reply_cb cb, void *ud, int argc,
 		return -1;
 	}
 	return 0;
+}
+
+/* The subscription's callback stays with the connection (hiredis calls it
+ * for every message), so it is not a struct call freed after one reply. */
+static void on_message(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct redis *r = ac->data;
+	(void)privdata;
+	if (r && r->on_message && reply)
+		r->on_message(reply, r->on_message_ud);
+}
+
+int redis_subscribe(struct redis *r, redis_reply_cb cb, void *ud, int argc,
+                    const char **argv)
+{
+	const char *v[16];
+	if (!r->connected || argc < 1 || argc > 15)
+		return -1;
+	r->on_message = cb;
+	r->on_message_ud = ud;
+	v[0] = "SUBSCRIBE";
+	for (int i = 0; i < argc; i++)
+		v[i + 1] = argv[i];
+	return redisAsyncCommandArgv(r->ac, on_message, NULL, argc + 1, v, NULL) == REDIS_OK ? 0 : -1;
 }

@@ -43,4 +43,13 @@ int redis_command(struct redis *r, redis_reply_cb cb, void *ud, const char *fmt,
 int redis_command_argv(struct redis *r, redis_reply_cb cb, void *ud, int argc,
                        const char **argv, const size_t *argvlen);
 
+/* Subscribes to channels (a connection that subscribes must not be used
+ * for anything else: see STACK-NOTES on hiredis). cb gets every reply of
+ * the subscription -- the confirmations and each message, an array
+ * ["message", channel, payload] -- for as long as the connection lives;
+ * subscribe again from the state callback after a reconnect. Returns 0, or
+ * -1 when not connected. */
+int redis_subscribe(struct redis *r, redis_reply_cb cb, void *ud, int argc,
+                    const char **argv);
+
 #endif

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "dict.h"
 #include "log.h"
 #include "sio.h"
@@ -31,6 +32,7 @@ struct sio_nsp {
 struct sio_server {
 	struct event_base *base;
 	const struct config *cfg;
+	const char *path;
 	struct sio_nsp *nsps;
 	unsigned long epoch;         /* broadcast stamp, see sio_broadcast */
 };
@@ -225,9 +227,10 @@ static void deliver(struct sio_socket *s, unsigned long epoch, const struct sio_
 	(*n)++;
 }
 
-size_t sio_broadcast(struct sio_nsp *nsp, const char *const *rooms, size_t nrooms,
-                     const char *const *except_rooms, size_t nexcept,
-                     const struct sio_socket *skip, const struct sio_out *o)
+/* Delivers to this instance's sockets. */
+static size_t broadcast_local(struct sio_nsp *nsp, const char *const *rooms, size_t nrooms,
+                              const char *const *except_rooms, size_t nexcept,
+                              const struct sio_socket *skip, const struct sio_out *o)
 {
 	/* Each broadcast gets a new stamp; a socket already stamped with it
 	 * (excluded, or reached through another room) is passed over. */
@@ -261,6 +264,42 @@ size_t sio_broadcast(struct sio_nsp *nsp, const char *const *rooms, size_t nroom
 			deliver(e->val, epoch, o, &n);
 	}
 	return n;
+}
+
+size_t sio_broadcast(struct sio_nsp *nsp, const char *const *rooms, size_t nrooms,
+                     const char *const *except_rooms, size_t nexcept,
+                     const struct sio_socket *skip, const struct sio_out *o)
+{
+	/* The other instances get the same bytes in one publish and deliver
+	 * to their own sockets (on_cluster_broadcast). */
+	if (cluster_enabled()) {
+		struct cluster_bcast b = {
+			.path = nsp->srv->path, .nsp = nsp->name,
+			.rooms = rooms, .nrooms = nrooms, .except = except_rooms, .nexcept = nexcept,
+			.skip = skip ? skip->id : NULL, .m = o->m, .n = o->n,
+		};
+		cluster_broadcast(&b);
+	}
+	return broadcast_local(nsp, rooms, nrooms, except_rooms, nexcept, skip, o);
+}
+
+static void on_cluster_broadcast(const struct cluster_bcast *b, void *ud)
+{
+	struct sio_server *srv = ud;
+	struct sio_nsp *nsp;
+	for (nsp = srv->nsps; nsp && strcmp(nsp->name, b->nsp) != 0; nsp = nsp->next)
+		;
+	if (!nsp)
+		return;
+	struct sio_out *o = malloc(sizeof *o + (size_t)b->n * sizeof o->m[0]);
+	if (!o)
+		return;
+	o->n = b->n;
+	for (int i = 0; i < b->n; i++)
+		o->m[i] = eio_msg_ref(b->m[i]);
+	broadcast_local(nsp, b->rooms, b->nrooms, b->except, b->nexcept,
+	                b->skip ? sio_find(nsp, b->skip) : NULL, o);
+	sio_out_free(o);
 }
 
 /* --- sockets --- */
@@ -541,7 +580,9 @@ struct sio_server *sio_server_new(struct event_base *base, const struct config *
 		return NULL;
 	srv->base = base;
 	srv->cfg = cfg;
-	if (eio_endpoint_add(path, &endpoint_ops, srv) < 0) {
+	srv->path = path;
+	if (eio_endpoint_add(path, &endpoint_ops, srv) < 0 ||
+	    cluster_on_broadcast(path, on_cluster_broadcast, srv) < 0) {
 		free(srv);
 		return NULL;
 	}
