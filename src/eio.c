@@ -15,13 +15,17 @@
  * the reap pass (after the current callbacks) calls on_close and frees it.
  *
  * Heartbeat: one timer per session, alternating between "send a ping" (after
- * pingInterval) and "the pong is late" (pingTimeout after the ping). */
+ * pingInterval) and "the pong is late" (pingTimeout after the ping).
+ *
+ * In a cluster (Redis), a polling session's requests may land on any
+ * instance: see "the cluster" below. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <openssl/sha.h>
 
+#include "cluster.h"
 #include "dict.h"
 #include "eio.h"
 #include "http.h"
@@ -29,7 +33,8 @@
 #include "util.h"
 #include "ws.h"
 
-enum transport { T_POLLING, T_WEBSOCKET };
+/* T_REMOTE: polling in a cluster; the client's packets wait in Redis. */
+enum transport { T_POLLING, T_WEBSOCKET, T_REMOTE };
 
 struct endpoint {
 	const char *path;
@@ -46,6 +51,7 @@ struct eio_session {
 	unsigned awaiting_pong : 1;
 	unsigned upgrading : 1;      /* probe answered, waiting for "5" */
 	unsigned flush_queued : 1;
+	unsigned held : 1;           /* remote: output held in q (handshake, switch to ws) */
 	struct eio_msgq q;           /* polling: waiting for the next GET */
 	struct http_req *poll;       /* polling: the suspended GET */
 	struct ws_conn *ws;          /* WebSocket transport */
@@ -58,6 +64,13 @@ struct eio_session {
 	void *data;
 };
 
+/* A script call's ud that outlives what it was for: the object it points
+ * to sets the pointer to NULL when it goes first. */
+struct rcall {
+	void *p;
+	char sid[ID_LEN + 1];
+};
+
 /* What a request to an endpoint is, kept between MHD's calls. */
 struct eio_req {
 	enum { R_POLL, R_POST, R_UPGRADE } kind;
@@ -66,6 +79,9 @@ struct eio_req {
 	struct eio_session *s;       /* R_POLL while suspended */
 	struct buf out;              /* R_POLL: the payload once ready */
 	int ready;
+	int error;                   /* ready: answer this error (errors[]) instead, or -1 */
+	struct rcall *call;          /* cluster: a script under way for this request */
+	struct event *wait;          /* cluster: a GET waiting for a wake-up */
 	char hs_addr[64];
 };
 
@@ -82,11 +98,27 @@ static struct {
 	struct eio_session *flush_list, *reap_list;
 	struct eio_stats st;
 	struct ws_limits wslim;
+	/* the cluster */
+	struct dict waiting;         /* sid -> struct http_req: GETs waiting here */
+	struct dict relays;          /* sid -> struct relay */
+	struct batch { char sid[ID_LEN + 1]; struct eio_msg *m; } *batch;
+	size_t nbatch, capbatch;
 } E;
 
 static const struct ws_ops session_ws_ops, probe_ws_ops;
 static void heartbeat_arm(struct eio_session *s, unsigned ms);
 static void close_session(struct eio_session *s, const char *reason, int by_client);
+static int remote_send(struct eio_session *s, struct eio_msg *m);
+static void remote_flush(void);
+static void remote_close(struct eio_session *s);
+struct http_req;
+static enum MHD_Result remote_request(struct http_req *req, struct eio_req *er, int is_get);
+static enum MHD_Result remote_handshake(struct http_req *req, struct eio_req *er,
+                                        struct eio_session *s);
+static void relay_start(const char *sid, int fd, struct MHD_UpgradeResponseHandle *urh,
+                        const char *extra, size_t extra_len);
+static void wait_end(struct eio_req *er);
+static void remote_init(void);
 
 /* --- the loop pass --- */
 
@@ -157,6 +189,7 @@ static void session_free(struct eio_session *s)
 
 static void on_pass(evutil_socket_t fd, short what, void *arg)
 {
+	remote_flush();
 	while (E.flush_list) {
 		struct eio_session *s = E.flush_list;
 		E.flush_list = s->next;
@@ -187,6 +220,8 @@ int eio_send(struct eio_session *s, struct eio_msg *m)
 		}
 		return 0;
 	}
+	if (s->transport == T_REMOTE && !s->held)
+		return remote_send(s, m);
 	if (s->q.bytes + m->len > E.cfg->ws_max_queue) {
 		log_info("eio: %s: polling queue over %zu bytes, slow consumer cut off",
 		         s->sid, E.cfg->ws_max_queue);
@@ -197,7 +232,7 @@ int eio_send(struct eio_session *s, struct eio_msg *m)
 		close_session(s, "transport error", 0);
 		return -1;
 	}
-	if (s->poll && !s->flush_queued) {
+	if (s->poll && !s->flush_queued && s->transport == T_POLLING) {
 		s->flush_queued = 1;
 		s->next = E.flush_list;
 		E.flush_list = s;
@@ -233,11 +268,13 @@ static void close_session(struct eio_session *s, const char *reason, int by_clie
 	else
 		dict_set(&E.per_addr, s->hs.addr, (void *)(n - 1));
 	E.st.sessions--;
-	if (s->transport == T_POLLING)
-		E.st.polling--;
-	else
+	if (s->transport == T_WEBSOCKET)
 		E.st.websocket--;
+	else
+		E.st.polling--;
 	evtimer_del(s->heartbeat);
+	if (s->transport == T_REMOTE)
+		remote_close(s);
 	if (s->upgrade_timer)
 		evtimer_del(s->upgrade_timer);
 	/* A waiting GET learns of the close: "1" when the server closes,
@@ -481,10 +518,10 @@ static struct eio_session *session_new(struct endpoint *ep, enum transport t,
 	dict_set(&E.per_addr, s->hs.addr, (void *)(n + 1));
 	E.st.sessions++;
 	E.st.opened++;
-	if (t == T_POLLING)
-		E.st.polling++;
-	else
+	if (t == T_WEBSOCKET)
 		E.st.websocket++;
+	else
+		E.st.polling++;
 	return s;
 }
 
@@ -495,12 +532,11 @@ static void session_open(struct eio_session *s)
 	int n = snprintf(open, sizeof open,
 	                 "{\"sid\":\"%s\",\"upgrades\":[%s],\"pingInterval\":%u,"
 	                 "\"pingTimeout\":%u,\"maxPayload\":%zu}",
-	                 s->sid, s->transport == T_POLLING ? "\"websocket\"" : "",
+	                 s->sid, s->transport != T_WEBSOCKET ? "\"websocket\"" : "",
 	                 E.cfg->ping_interval_ms, E.cfg->ping_timeout_ms, E.cfg->max_payload);
 	send_ctl(s, EIO_OPEN, open, (size_t)n);
 	heartbeat_arm(s, E.cfg->ping_interval_ms);
-	log_debug("eio: %s opened (%s) from %s", s->sid,
-	          s->transport == T_POLLING ? "polling" : "websocket", s->hs.addr);
+	log_debug("eio: %s opened (%s) from %s", s->sid, eio_transport(s), s->hs.addr);
 	s->ep->ops->on_open(s, s->ep->ud);
 }
 
@@ -552,6 +588,9 @@ static void eio_req_free(struct http_req *req)
 	struct eio_req *er = req->ctx;
 	if (er->s && er->s->poll == req)
 		er->s->poll = NULL;
+	if (er->call)
+		er->call->p = NULL;
+	wait_end(er);
 	buf_free(&er->out);
 	free(er);
 }
@@ -588,6 +627,10 @@ static void on_upgraded(void *cls, struct MHD_Connection *c, void *con_cls,
 
 	if (er->sid[0]) {
 		s = dict_get(&E.sessions, er->sid);
+		if (cluster_enabled() && (!s || s->transport == T_REMOTE)) {
+			relay_start(er->sid, fd, urh, extra, extra_len);
+			return;
+		}
 		if (!s || s->closing || s->transport != T_POLLING || s->probe) {
 			struct ws_conn *w = ws_conn_new(fd, urh, NULL, 0, &E.wslim, NULL, NULL);
 			if (w)
@@ -711,6 +754,7 @@ static enum MHD_Result begin(struct http_req *req, struct endpoint *ep, const ch
 		return MHD_NO;
 	buf_init(&er->out, 0);
 	er->ep = ep;
+	er->error = -1;
 	req->ctx = er;
 	req->ctx_free = eio_req_free;
 
@@ -724,11 +768,17 @@ static enum MHD_Result begin(struct http_req *req, struct endpoint *ep, const ch
 			er->kind = R_UPGRADE;
 			return start_upgrade(req, er);
 		}
-		struct eio_session *s = session_new(ep, T_POLLING, c);
+		/* In a cluster, the session lives in Redis so that any instance
+		 * serves its requests; with Redis down, here only. */
+		int remote = cluster_up();
+		struct eio_session *s = session_new(ep, remote ? T_REMOTE : T_POLLING, c);
 		if (!s)
 			return http_reply_json(c, MHD_HTTP_SERVICE_UNAVAILABLE,
 			                       "{\"code\":3,\"message\":\"Bad request\"}");
+		s->held = (unsigned)remote;
 		session_open(s);
+		if (remote)
+			return remote_handshake(req, er, s);
 		/* The open packet is the whole answer to the handshake. */
 		struct eio_msg *open = eio_msgq_pop(&s->q);
 		enum MHD_Result r = reply_payload(c, open->data, open->len);
@@ -737,7 +787,23 @@ static enum MHD_Result begin(struct http_req *req, struct endpoint *ep, const ch
 	}
 
 	struct eio_session *s = dict_get(&E.sessions, sid);
-	if (!s || strlen(sid) != ID_LEN)
+	if (strlen(sid) != ID_LEN)
+		return reply_error(c, 1);
+	if (cluster_enabled() && (!s || s->transport == T_REMOTE)) {
+		memcpy(er->sid, sid, sizeof er->sid);
+		if (upgrade) {
+			er->kind = R_UPGRADE;
+			return start_upgrade(req, er);
+		}
+		if (is_get)
+			return remote_request(req, er, 1);
+		if (strcmp(method, MHD_HTTP_METHOD_POST) == 0) {
+			er->kind = R_POST;
+			return MHD_YES;      /* finish_post */
+		}
+		return reply_error(c, 3);
+	}
+	if (!s)
 		return reply_error(c, 1);
 	memcpy(er->sid, s->sid, sizeof er->sid);
 	if (upgrade) {
@@ -777,6 +843,8 @@ static enum MHD_Result finish_post(struct http_req *req, struct eio_req *er)
 	struct MHD_Connection *c = req->conn;
 	struct eio_session *s = dict_get(&E.sessions, er->sid);
 
+	if (cluster_enabled() && (!s || s->transport == T_REMOTE))
+		return remote_request(req, er, 0);
 	if (!s || s->closing || s->transport != T_POLLING)
 		return reply_error(c, 1);
 	if (req->body_overflow) {
@@ -816,9 +884,920 @@ static enum MHD_Result handle(struct http_req *req, const char *url, const char 
 		return finish_post(req, er);
 	}
 	struct eio_req *er = req->ctx;
-	if (er && er->kind == R_POLL && er->ready)
-		return reply_payload(req->conn, er->out.p, er->out.len);
+	if (!er || !er->ready)
+		return MHD_YES;
+	if (er->error >= 0)
+		return reply_error(req->conn, er->error);
+	if (er->kind == R_POST)
+		return http_reply(req->conn, MHD_HTTP_OK, "text/html", "ok", 2);
+	return reply_payload(req->conn, er->out.p, er->out.len);
+}
+
+/* --- the cluster ---------------------------------------------------------
+ *
+ * With Redis, a polling session's requests may land on any instance. The
+ * instance that answered the handshake owns the session (the heartbeat,
+ * the Socket.IO sockets, their rooms); every instance, the owner included,
+ * serves the session's requests the same way, through Redis:
+ *
+ *   - the owner pushes the packets for the client into the list
+ *     P:eio:SID:q: one script call per pass of the loop for all the
+ *     sessions it sent to (a broadcast is one call, not one per session);
+ *   - a GET pops that list; when it is empty the instance holding the GET
+ *     writes its id in P:eio:SID:w, and the push script publishes a
+ *     wake-up ('w') to it;
+ *   - a POST is published to the owner ('i'), which decodes it. The
+ *     client sends one POST at a time and waits for its "ok", which comes
+ *     after the publish: the owner sees them in order;
+ *   - a WebSocket upgrade is answered where it lands. On the owner, the
+ *     session becomes an ordinary local WebSocket session; elsewhere, that
+ *     instance relays (struct relay): frames go to the owner ('f', 'g'),
+ *     packets come from the list as they do for a GET.
+ * The list orders the output, Redis's single thread the input. A session
+ * whose owner is gone is unknown to every instance once P:eio:SID expires
+ * (pingInterval + pingTimeout after the owner's last ping). */
+
+#define Q_BATCH 200          /* packets one pop takes at most */
+
+static const char lua_open[] =
+	"local b = ARGV[1]..':eio:'..ARGV[2]\n"
+	"redis.call('HSET', b, 'owner', ARGV[3])\n"
+	"redis.call('PEXPIRE', b, ARGV[4])\n"
+	"return 1\n";
+
+/* ARGV: prefix, ttl, max packets, n, sid1..sidn, packets... Returns the
+ * sids whose list went over the limit. */
+static const char lua_push[] =
+	"local p, ttl, max, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+	"local over, wake = {}, {}\n"
+	"for i = 1, n do\n"
+	"  local sid = ARGV[4 + i]\n"
+	"  local b = p..':eio:'..sid\n"
+	"  local len = 0\n"
+	"  for j = 5 + n, #ARGV do len = redis.call('RPUSH', b..':q', ARGV[j]) end\n"
+	"  redis.call('PEXPIRE', b..':q', ttl)\n"
+	"  redis.call('PEXPIRE', b, ttl)\n"
+	"  if len > max then over[#over + 1] = sid end\n"
+	"  local w = redis.call('GET', b..':w')\n"
+	"  if w then\n"
+	"    wake[w] = (wake[w] or '')..sid\n"
+	"    if redis.call('HEXISTS', b, 'ws') == 1 then redis.call('PEXPIRE', b..':w', ttl) end\n"
+	"  end\n"
+	"end\n"
+	"for w, sids in pairs(wake) do redis.call('PUBLISH', p..':inst:'..w, 'w'..sids) end\n"
+	"return over\n";
+
+/* ARGV: prefix, sid, instance, wait ms, max bytes, keep (1: a relay).
+ * -1: no such session; -2: upgraded (a GET is refused); 0: waiting;
+ * 1: answer a noop now (an upgrade is under way); or {left, packets...}. */
+static const char lua_poll[] =
+	"local b = ARGV[1]..':eio:'..ARGV[2]\n"
+	"local q = b..':q'\n"
+	"local keep = ARGV[6] == '1'\n"
+	"if not keep and redis.call('HEXISTS', b, 'ws') == 1 then return -2 end\n"
+	"local items = redis.call('LRANGE', q, 0, " "199" ")\n"
+	"if #items > 0 then\n"
+	"  local take, bytes, max = 0, 0, tonumber(ARGV[5])\n"
+	"  for i, v in ipairs(items) do\n"
+	"    if take > 0 and bytes + #v + 1 > max then break end\n"
+	"    take, bytes = i, bytes + #v + 1\n"
+	"  end\n"
+	"  redis.call('LTRIM', q, take, -1)\n"
+	"  if not keep then redis.call('DEL', b..':w') end\n"
+	"  local out = { redis.call('LLEN', q) }\n"
+	"  for i = 1, take do out[i + 1] = items[i] end\n"
+	"  return out\n"
+	"end\n"
+	"if redis.call('EXISTS', b) == 0 then return -1 end\n"
+	"if keep then return { 0 } end\n"
+	"if redis.call('EXISTS', b..':p') == 1 then return 1 end\n"
+	"redis.call('SET', b..':w', ARGV[3], 'PX', ARGV[4])\n"
+	"return 0\n";
+
+/* ARGV: prefix, sid, message. Publishes the message to the owner: the
+ * number of receivers (0: the owner is gone), or -1: no such session. */
+static const char lua_post[] =
+	"local o = redis.call('HGET', ARGV[1]..':eio:'..ARGV[2], 'owner')\n"
+	"if not o then return -1 end\n"
+	"return redis.call('PUBLISH', ARGV[1]..':inst:'..o, ARGV[3])\n";
+
+/* ARGV: prefix, sid, upgrade timeout. The probe succeeded: a waiting GET
+ * ends with a noop, and later ones until the upgrade or the timeout. */
+static const char lua_probe[] =
+	"local b = ARGV[1]..':eio:'..ARGV[2]\n"
+	"if redis.call('EXISTS', b) == 0 or redis.call('HEXISTS', b, 'ws') == 1 then return -1 end\n"
+	"redis.call('SET', b..':p', '1', 'PX', ARGV[3])\n"
+	"local w = redis.call('GET', b..':w')\n"
+	"if w then\n"
+	"  redis.call('DEL', b..':w')\n"
+	"  redis.call('PUBLISH', ARGV[1]..':inst:'..w, 'n'..ARGV[2])\n"
+	"end\n"
+	"return 1\n";
+
+/* ARGV: prefix, sid, instance. The upgrade: the session's output now
+ * goes to the WebSocket on this instance. Returns {0, packets...} (what
+ * the list held) or -1. */
+static const char lua_upgrade[] =
+	"local b = ARGV[1]..':eio:'..ARGV[2]\n"
+	"local o = redis.call('HGET', b, 'owner')\n"
+	"if not o or redis.call('HEXISTS', b, 'ws') == 1 then return -1 end\n"
+	"redis.call('HSET', b, 'ws', ARGV[3])\n"
+	"redis.call('DEL', b..':p')\n"
+	"local w = redis.call('GET', b..':w')\n"
+	"if w and w ~= ARGV[3] then redis.call('PUBLISH', ARGV[1]..':inst:'..w, 'n'..ARGV[2]) end\n"
+	"if o == ARGV[3] then redis.call('DEL', b..':w')\n"
+	"else redis.call('SET', b..':w', ARGV[3], 'PX', redis.call('PTTL', b)) end\n"
+	"local out = redis.call('LRANGE', b..':q', 0, -1)\n"
+	"redis.call('DEL', b..':q')\n"
+	"table.insert(out, 1, 0)\n"
+	"return out\n";
+
+/* ARGV: prefix, sid, linger. The owner closed the session: what is left
+ * in the list (a close packet) stays a little for the last GET. */
+static const char lua_close[] =
+	"local b = ARGV[1]..':eio:'..ARGV[2]\n"
+	"redis.call('DEL', b, b..':p')\n"
+	"redis.call('PEXPIRE', b..':q', ARGV[3])\n"
+	"return 1\n";
+
+static struct { int open, push, poll, post, probe, upgrade, close; } S;
+
+static unsigned session_ttl(void)
+{
+	return E.cfg->ping_interval_ms + E.cfg->ping_timeout_ms + 2000;
+}
+
+static unsigned max_packets(void)
+{
+	/* The list is bounded by count; websocket.max_queue is in bytes. */
+	size_t n = E.cfg->ws_max_queue / 256;
+	return n < 256 ? 256 : (unsigned)n;
+}
+
+/* A polling record: text as it is, binary as 'b' + base64 (the caller
+ * frees it). */
+static char *record(const struct eio_msg *m, size_t *len)
+{
+	if (!m->binary) {
+		*len = m->len;
+		return xstrndup(m->data, m->len);
+	}
+	char *r = xmust(malloc(base64_encoded_len(m->len) + 1));
+	r[0] = 'b';
+	*len = 1 + base64_encode(r + 1, m->data, m->len);
+	return r;
+}
+
+/* The message a record stands for, or NULL when it is not one. */
+static struct eio_msg *unrecord(const char *r, size_t len)
+{
+	if (len >= 1 && r[0] == 'b') {
+		char *bin = malloc(3 * ((len - 1) / 4) + 3);
+		long n = bin ? base64_decode(bin, r + 1, len - 1) : -1;
+		struct eio_msg *m = n >= 0 ? eio_msg_binary(bin, (size_t)n) : NULL;
+		free(bin);
+		return m;
+	}
+	if (len < 1 || r[0] < '0' || r[0] > '6')
+		return NULL;
+	return eio_msg_text((enum eio_type)(r[0] - '0'), r + 1, len - 1);
+}
+
+static struct rcall *rcall_new(void *p, const char *sid)
+{
+	struct rcall *c = xcalloc(1, sizeof *c);
+	c->p = p;
+	snprintf(c->sid, sizeof c->sid, "%s", sid);
+	return c;
+}
+
+/* --- the owner's side --- */
+
+static int remote_send(struct eio_session *s, struct eio_msg *m)
+{
+	if (E.nbatch == E.capbatch) {
+		E.capbatch = E.capbatch ? 2 * E.capbatch : 256;
+		E.batch = xmust(realloc(E.batch, E.capbatch * sizeof *E.batch));
+	}
+	memcpy(E.batch[E.nbatch].sid, s->sid, sizeof s->sid);
+	E.batch[E.nbatch++].m = eio_msg_ref(m);
+	if (E.nbatch == 1)
+		pass_schedule();
+	return 0;
+}
+
+static void on_pushed(redisReply *rep, void *ud)
+{
+	(void)ud;
+	if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+		if (rep && rep->type == REDIS_REPLY_ERROR)
+			log_warn("eio: pushing to Redis: %s", rep->str);
+		return;
+	}
+	for (size_t i = 0; i < rep->elements; i++) {
+		struct eio_session *s = rep->element[i]->type == REDIS_REPLY_STRING
+		                        ? dict_get(&E.sessions, rep->element[i]->str) : NULL;
+		if (s) {
+			log_info("eio: %s: polling queue over %u packets, slow consumer cut off",
+			         s->sid, max_packets());
+			close_session(s, "transport error", 0);
+		}
+	}
+}
+
+/* One script call for each run of sessions that were sent the same
+ * messages (a broadcast: all of them). */
+static void remote_flush(void)
+{
+	size_t i = 0;
+	char ttl[16], max[16], nbuf[16];
+	snprintf(ttl, sizeof ttl, "%u", session_ttl());
+	snprintf(max, sizeof max, "%u", max_packets());
+	while (i < E.nbatch) {
+		/* the messages of the first session: the run of its entries */
+		size_t j = i + 1;
+		while (j < E.nbatch && strcmp(E.batch[j].sid, E.batch[i].sid) == 0)
+			j++;
+		size_t nm = j - i, nsids = 1, k = j;
+		/* the sessions after it that got exactly the same messages */
+		while (k + nm <= E.nbatch) {
+			size_t x = 0;
+			while (x < nm && E.batch[k + x].m == E.batch[i + x].m &&
+			       strcmp(E.batch[k + x].sid, E.batch[k].sid) == 0)
+				x++;
+			if (x < nm || (k + nm < E.nbatch && strcmp(E.batch[k + nm].sid, E.batch[k].sid) == 0))
+				break;
+			nsids++;
+			k += nm;
+		}
+		size_t argc = 4 + nsids + nm;
+		const char **argv = xmust(malloc(argc * sizeof *argv));
+		size_t *lens = xmust(malloc(argc * sizeof *lens));
+		char **recs = xmust(malloc(nm * sizeof *recs));
+		snprintf(nbuf, sizeof nbuf, "%zu", nsids);
+		argv[0] = cluster_prefix();
+		argv[1] = ttl;
+		argv[2] = max;
+		argv[3] = nbuf;
+		for (size_t a = 0; a < 4; a++)
+			lens[a] = strlen(argv[a]);
+		for (size_t a = 0; a < nsids; a++) {
+			argv[4 + a] = E.batch[i + a * nm].sid;
+			lens[4 + a] = ID_LEN;
+		}
+		for (size_t a = 0; a < nm; a++) {
+			recs[a] = record(E.batch[i + a].m, &lens[4 + nsids + a]);
+			argv[4 + nsids + a] = recs[a];
+		}
+		if (cluster_eval(S.push, on_pushed, NULL, (int)argc, argv, lens) < 0)
+			log_warn("eio: Redis is down: %zu packet(s) for polling clients dropped", nm * nsids);
+		for (size_t a = 0; a < nm; a++)
+			free(recs[a]);
+		free(recs);
+		free(argv);
+		free(lens);
+		i = k;
+	}
+	for (size_t a = 0; a < E.nbatch; a++)
+		eio_msg_unref(E.batch[a].m);
+	E.nbatch = 0;
+}
+
+static void remote_close(struct eio_session *s)
+{
+	char linger[16];
+	/* The client learns of a close it did not ask for from a close packet. */
+	if (!s->by_client) {
+		struct eio_msg *m = eio_msg_text(EIO_CLOSE, NULL, 0);
+		if (m) {
+			remote_send(s, m);
+			eio_msg_unref(m);
+		}
+	}
+	remote_flush();
+	snprintf(linger, sizeof linger, "%u", E.cfg->ping_timeout_ms + 1000);
+	const char *argv[] = { cluster_prefix(), s->sid, linger };
+	cluster_eval(S.close, NULL, NULL, 3, argv, NULL);
+}
+
+/* Packets from the client, forwarded by whichever instance got them. */
+static int walk_payload(struct eio_session *s, const char *body, size_t len)
+{
+	return eio_payload_decode(body, len, payload_cb, s);
+}
+
+static struct eio_session *owned(const char *body, size_t len)
+{
+	char sid[ID_LEN + 1];
+	if (len < ID_LEN)
+		return NULL;
+	memcpy(sid, body, ID_LEN);
+	sid[ID_LEN] = '\0';
+	struct eio_session *s = dict_get(&E.sessions, sid);
+	return s && !s->closing && s->transport == T_REMOTE ? s : NULL;
+}
+
+static void on_in_payload(const char *body, size_t len, void *ud)
+{
+	(void)ud;
+	struct eio_session *s = owned(body, len);
+	if (s && walk_payload(s, body + ID_LEN, len - ID_LEN) < 0)
+		close_session(s, "parse error", 0);
+}
+
+static void on_in_frame(const char *body, size_t len, void *ud)
+{
+	struct eio_session *s = owned(body, len);
+	struct eio_packet p;
+	(void)ud;
+	if (!s)
+		return;
+	if (eio_packet_parse(body + ID_LEN, len - ID_LEN, &p) < 0) {
+		close_session(s, "parse error", 0);
+		return;
+	}
+	on_packet(s, &p);
+}
+
+static void on_in_binary(const char *body, size_t len, void *ud)
+{
+	struct eio_session *s = owned(body, len);
+	(void)ud;
+	if (s) {
+		struct eio_packet p = { EIO_MESSAGE, 1, body + ID_LEN, len - ID_LEN };
+		on_packet(s, &p);
+	}
+}
+
+static void on_in_closed(const char *body, size_t len, void *ud)
+{
+	struct eio_session *s = owned(body, len);
+	(void)ud;
+	if (s)
+		close_session(s, "transport close", 1);
+}
+
+/* --- requests for any session: GET and POST --- */
+
+static void wait_end(struct eio_req *er)
+{
+	if (er->wait) {
+		event_free(er->wait);
+		er->wait = NULL;
+		if (dict_get(&E.waiting, er->sid))
+			dict_del(&E.waiting, er->sid);
+	}
+}
+
+/* Answers a suspended cluster request: with out's payload, or error. */
+static void remote_answer(struct http_req *req, int error)
+{
+	struct eio_req *er = req->ctx;
+	wait_end(er);
+	er->ready = 1;
+	er->error = error;
+	MHD_resume_connection(req->conn);
+	http_wakeup();
+}
+
+static void remote_poll(struct http_req *req);
+
+static void on_wait_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_req *req = arg;
+	struct eio_req *er = req->ctx;
+	(void)fd;
+	(void)what;
+	buf_reset(&er->out);
+	buf_putc(&er->out, '6');
+	remote_answer(req, -1);
+}
+
+static void on_polled(redisReply *rep, void *ud)
+{
+	struct rcall *c = ud;
+	struct http_req *req = c->p;
+	free(c);
+	if (!req)
+		return;                  /* the client went away (what was popped is lost, as on a broken write) */
+	struct eio_req *er = req->ctx;
+	er->call = NULL;
+	if (!rep || rep->type == REDIS_REPLY_ERROR) {
+		remote_answer(req, 1);
+		return;
+	}
+	if (rep->type == REDIS_REPLY_INTEGER) {
+		if (rep->integer == 0) {
+			/* Wait for a wake-up, at most until the owner's next ping
+			 * (which wakes us) would have been late. */
+			unsigned ms = E.cfg->ping_interval_ms + E.cfg->ping_timeout_ms;
+			struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+			struct http_req *old = dict_get(&E.waiting, er->sid);
+			if (old)                 /* two GETs: the older ends */
+				on_wait_timeout(-1, 0, old);
+			er->wait = evtimer_new(E.base, on_wait_timeout, req);
+			if (!er->wait || dict_set(&E.waiting, er->sid, req) < 0) {
+				remote_answer(req, 3);
+				return;
+			}
+			evtimer_add(er->wait, &tv);
+			return;
+		}
+		if (rep->integer == 1) {
+			buf_reset(&er->out);
+			buf_putc(&er->out, '6');
+			remote_answer(req, -1);
+			return;
+		}
+		remote_answer(req, rep->integer == -2 ? 3 : 1);
+		return;
+	}
+	buf_reset(&er->out);
+	for (size_t i = 1; rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
+		if (er->out.len)
+			buf_putc(&er->out, EIO_RS);
+		buf_append(&er->out, rep->element[i]->str, rep->element[i]->len);
+	}
+	if (!er->out.len)
+		buf_putc(&er->out, '6');
+	remote_answer(req, -1);
+}
+
+static void remote_poll(struct http_req *req)
+{
+	struct eio_req *er = req->ctx;
+	char wait[16], max[24];
+	snprintf(wait, sizeof wait, "%u", E.cfg->ping_interval_ms + E.cfg->ping_timeout_ms + 1000);
+	snprintf(max, sizeof max, "%zu", E.cfg->max_payload);
+	const char *argv[] = { cluster_prefix(), er->sid, cluster_instance(), wait, max, "0" };
+	er->call = rcall_new(req, er->sid);
+	if (cluster_eval(S.poll, on_polled, er->call, 6, argv, NULL) < 0) {
+		free(er->call);
+		er->call = NULL;
+		remote_answer(req, 1);
+	}
+}
+
+/* A wake-up: the sessions (ID_LEN characters each) have packets. */
+static void on_wake(const char *body, size_t len, void *ud);
+
+static void on_noop(const char *body, size_t len, void *ud)
+{
+	char sid[ID_LEN + 1];
+	(void)ud;
+	if (len != ID_LEN)
+		return;
+	memcpy(sid, body, ID_LEN);
+	sid[ID_LEN] = '\0';
+	struct http_req *req = dict_get(&E.waiting, sid);
+	if (req)
+		on_wait_timeout(-1, 0, req);
+}
+
+static void on_posted(redisReply *rep, void *ud)
+{
+	struct rcall *c = ud;
+	struct http_req *req = c->p;
+	free(c);
+	if (!req)
+		return;
+	struct eio_req *er = req->ctx;
+	er->call = NULL;
+	if (!rep || rep->type != REDIS_REPLY_INTEGER || rep->integer <= 0) {
+		remote_answer(req, 1);
+		return;
+	}
+	buf_reset(&er->out);
+	buf_puts(&er->out, "ok");
+	remote_answer(req, -1);
+}
+
+static int count_packet(const struct eio_packet *p, void *ud)
+{
+	(void)p;
+	(*(size_t *)ud)++;
+	return 0;
+}
+
+/* Publishes kind + sid + data to the owner of sid; cb gets the reply. */
+static int remote_post(const char *sid, char kind, const char *data, size_t len,
+                       redis_reply_cb cb, void *ud)
+{
+	struct buf m;
+	buf_init(&m, 0);
+	buf_putc(&m, kind);
+	buf_append(&m, sid, ID_LEN);
+	buf_append(&m, data, len);
+	const char *argv[] = { cluster_prefix(), sid, m.p ? m.p : "" };
+	size_t lens[] = { strlen(argv[0]), ID_LEN, m.len };
+	int rc = cluster_eval(S.post, cb, ud, 3, argv, lens);
+	buf_free(&m);
+	return rc;
+}
+
+/* A GET or POST of a session served through Redis. */
+static enum MHD_Result remote_request(struct http_req *req, struct eio_req *er, int is_get)
+{
+	struct MHD_Connection *c = req->conn;
+	if (is_get) {
+		er->kind = R_POLL;
+		MHD_suspend_connection(c);
+		remote_poll(req);
+		return MHD_YES;
+	}
+	er->kind = R_POST;
+	if (req->body_overflow)
+		return http_reply_json(c, MHD_HTTP_CONTENT_TOO_LARGE,
+		                       "{\"code\":3,\"message\":\"Payload too large\"}");
+	size_t n = 0;
+	const char *body = req->body.p ? req->body.p : "";
+	if (eio_payload_decode(body, req->body.len, count_packet, &n) < 0 || n == 0)
+		return reply_error(c, 3);
+	MHD_suspend_connection(c);
+	er->call = rcall_new(req, er->sid);
+	if (remote_post(er->sid, 'i', body, req->body.len, on_posted, er->call) < 0) {
+		free(er->call);
+		er->call = NULL;
+		remote_answer(req, 1);
+	}
 	return MHD_YES;
+}
+
+/* The handshake of a session that lives in Redis: answered once Redis
+ * knows the session, so that the next request may go anywhere. */
+static void on_opened(redisReply *rep, void *ud)
+{
+	struct rcall *c = ud;
+	struct http_req *req = c->p;
+	struct eio_session *s = dict_get(&E.sessions, c->sid);
+	free(c);
+	if (s) {
+		s->held = 0;
+		/* anything sent meanwhile follows the open packet */
+		struct eio_msg *m;
+		while ((m = eio_msgq_pop(&s->q))) {
+			remote_send(s, m);
+			eio_msg_unref(m);
+		}
+		if (!rep || rep->type == REDIS_REPLY_ERROR)
+			close_session(s, "transport error", 0);
+	}
+	if (!req)
+		return;
+	struct eio_req *er = req->ctx;
+	er->call = NULL;
+	if (!rep || rep->type == REDIS_REPLY_ERROR) {
+		remote_answer(req, 3);
+		return;
+	}
+	remote_answer(req, -1);
+}
+
+static enum MHD_Result remote_handshake(struct http_req *req, struct eio_req *er,
+                                        struct eio_session *s)
+{
+	char ttl[16];
+	struct eio_msg *open = eio_msgq_pop(&s->q);
+	buf_reset(&er->out);
+	buf_append(&er->out, open->data, open->len);
+	eio_msg_unref(open);
+	memcpy(er->sid, s->sid, sizeof er->sid);
+	er->kind = R_POLL;
+	snprintf(ttl, sizeof ttl, "%u", session_ttl());
+	const char *argv[] = { cluster_prefix(), s->sid, cluster_instance(), ttl };
+	er->call = rcall_new(req, s->sid);
+	if (cluster_eval(S.open, on_opened, er->call, 4, argv, NULL) < 0) {
+		free(er->call);
+		er->call = NULL;
+		close_session(s, "transport error", 0);
+		return http_reply_json(req->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+		                       "{\"code\":3,\"message\":\"Service unavailable\"}");
+	}
+	MHD_suspend_connection(req->conn);
+	return MHD_YES;
+}
+
+/* --- the WebSocket of a session another instance owns --- */
+
+struct relay {
+	char sid[ID_LEN + 1];
+	struct ws_conn *ws;          /* NULL once closed */
+	struct event *timer;         /* the upgrade timeout */
+	unsigned refs;               /* the WebSocket, and each script under way */
+	unsigned upgraded : 1;
+	unsigned probed : 1;
+	unsigned polling : 1;        /* a pop is under way */
+	unsigned again : 1;          /* woken during the pop: pop again */
+};
+
+static const struct ws_ops relay_ws_ops;
+
+static void relay_unref(struct relay *r)
+{
+	if (--r->refs)
+		return;
+	if (r->timer)
+		event_free(r->timer);
+	free(r);
+}
+
+static void relay_end(struct relay *r, uint16_t code)
+{
+	if (!r->ws)
+		return;
+	ws_set_handler(r->ws, NULL, NULL);
+	ws_close(r->ws, code, NULL);
+	r->ws = NULL;
+	if (dict_get(&E.relays, r->sid) == r)
+		dict_del(&E.relays, r->sid);
+	if (r->timer)
+		evtimer_del(r->timer);
+	relay_unref(r);
+}
+
+/* Writes the records of a pop (from element first on) to the WebSocket;
+ * a close packet ends the relay. */
+static void relay_write(struct relay *r, redisReply *rep, size_t first)
+{
+	for (size_t i = first; r->ws && i < rep->elements; i++) {
+		struct eio_msg *m = unrecord(rep->element[i]->str, rep->element[i]->len);
+		if (!m)
+			continue;
+		int close = !m->binary && m->len == 1 && m->data[0] == '0' + EIO_CLOSE;
+		ws_send(r->ws, m);
+		eio_msg_unref(m);
+		if (close)
+			relay_end(r, 1000);
+	}
+}
+
+static void relay_pop(struct relay *r);
+
+static void on_relay_popped(redisReply *rep, void *ud)
+{
+	struct relay *r = ud;
+	r->polling = 0;
+	if (r->ws && rep && rep->type == REDIS_REPLY_INTEGER && rep->integer < 0)
+		relay_end(r, 1000);      /* the session is gone */
+	else if (r->ws && rep && rep->type == REDIS_REPLY_ARRAY && rep->elements) {
+		relay_write(r, rep, 1);
+		if (rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[0]->integer > 0)
+			r->again = 1;
+	}
+	if (r->ws && r->again)
+		relay_pop(r);
+	relay_unref(r);
+}
+
+static void relay_pop(struct relay *r)
+{
+	char max[24];
+	if (r->polling) {
+		r->again = 1;
+		return;
+	}
+	r->again = 0;
+	snprintf(max, sizeof max, "%zu", E.cfg->ws_max_queue);
+	const char *argv[] = { cluster_prefix(), r->sid, cluster_instance(), "0", max, "1" };
+	r->refs++;
+	r->polling = 1;
+	if (cluster_eval(S.poll, on_relay_popped, r, 6, argv, NULL) < 0) {
+		r->polling = 0;
+		r->refs--;
+		relay_end(r, 1011);
+	}
+}
+
+static void on_wake(const char *body, size_t len, void *ud)
+{
+	char sid[ID_LEN + 1];
+	(void)ud;
+	for (size_t i = 0; i + ID_LEN <= len; i += ID_LEN) {
+		memcpy(sid, body + i, ID_LEN);
+		sid[ID_LEN] = '\0';
+		struct http_req *req = dict_get(&E.waiting, sid);
+		if (req) {
+			struct eio_req *er = req->ctx;
+			wait_end(er);
+			remote_poll(req);
+			continue;
+		}
+		struct relay *r = dict_get(&E.relays, sid);
+		if (r && r->upgraded)
+			relay_pop(r);
+	}
+}
+
+static void on_relay_sent(redisReply *rep, void *ud)
+{
+	struct relay *r = ud;
+	if (r->ws && (!rep || rep->type != REDIS_REPLY_INTEGER || rep->integer <= 0))
+		relay_end(r, 1000);      /* the owner is gone */
+	relay_unref(r);
+}
+
+static void relay_forward(struct relay *r, char kind, const char *data, size_t len)
+{
+	r->refs++;
+	if (remote_post(r->sid, kind, data, len, on_relay_sent, r) < 0) {
+		r->refs--;
+		relay_end(r, 1011);
+	}
+}
+
+/* The session is ours after all: the WebSocket becomes its transport. */
+static void adopt(struct relay *r, struct eio_session *s, redisReply *rep)
+{
+	struct eio_msg *m;
+	struct ws_conn *ws = r->ws;
+	ws_set_handler(ws, &session_ws_ops, s);
+	r->ws = NULL;
+	dict_del(&E.relays, r->sid);
+	if (r->timer)
+		evtimer_del(r->timer);
+	relay_unref(r);
+	s->ws = ws;
+	s->transport = T_WEBSOCKET;
+	s->held = 0;
+	E.st.polling--;
+	E.st.websocket++;
+	for (size_t i = 1; i < rep->elements; i++) {
+		if ((m = unrecord(rep->element[i]->str, rep->element[i]->len))) {
+			ws_send(ws, m);
+			eio_msg_unref(m);
+		}
+	}
+	while ((m = eio_msgq_pop(&s->q))) {
+		ws_send(ws, m);
+		eio_msg_unref(m);
+	}
+	log_debug("eio: %s upgraded to websocket", s->sid);
+}
+
+static void on_upgraded_remote(redisReply *rep, void *ud)
+{
+	struct relay *r = ud;
+	struct eio_session *s = dict_get(&E.sessions, r->sid);
+	if (s && s->transport == T_REMOTE && s->held && (!rep || rep->type != REDIS_REPLY_ARRAY)) {
+		/* Not upgraded: back to polling, with what was held. */
+		struct eio_msg *m;
+		s->held = 0;
+		while ((m = eio_msgq_pop(&s->q))) {
+			remote_send(s, m);
+			eio_msg_unref(m);
+		}
+	}
+	if (!r->ws) {
+		relay_unref(r);
+		return;
+	}
+	if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+		relay_end(r, 1000);
+		relay_unref(r);
+		return;
+	}
+	if (s && s->transport == T_REMOTE && !s->closing) {
+		adopt(r, s, rep);
+	} else {
+		r->upgraded = 1;
+		if (r->timer)
+			evtimer_del(r->timer);
+		relay_write(r, rep, 1);
+		if (r->ws)
+			relay_pop(r);        /* what the owner pushed since */
+	}
+	relay_unref(r);
+}
+
+static void on_probed(redisReply *rep, void *ud)
+{
+	struct relay *r = ud;
+	if (r->ws) {
+		if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
+			struct eio_msg *pong = eio_msg_text(EIO_PONG, "probe", 5);
+			if (pong)
+				ws_send(r->ws, pong);
+			eio_msg_unref(pong);
+			r->probed = 1;
+		} else {
+			relay_end(r, 1000);
+		}
+	}
+	relay_unref(r);
+}
+
+static void relay_message(struct ws_conn *c, int binary, const char *data, size_t len, void *ud)
+{
+	struct relay *r = ud;
+	struct eio_packet p;
+	(void)c;
+	if (r->upgraded) {
+		relay_forward(r, binary ? 'g' : 'f', data, len);
+		return;
+	}
+	if (binary || eio_packet_parse(data, len, &p) < 0) {
+		relay_end(r, 1000);
+		return;
+	}
+	if (p.type == EIO_PING && p.len == 5 && memcmp(p.data, "probe", 5) == 0 && !r->probed) {
+		char tmo[16];
+		snprintf(tmo, sizeof tmo, "%u", E.cfg->upgrade_timeout_ms);
+		const char *argv[] = { cluster_prefix(), r->sid, tmo };
+		r->refs++;
+		if (cluster_eval(S.probe, on_probed, r, 3, argv, NULL) < 0) {
+			r->refs--;
+			relay_end(r, 1011);
+		}
+		return;
+	}
+	if (p.type == EIO_UPGRADE && r->probed) {
+		/* On the owner, output is held from now until the upgrade's
+		 * reply; what was already batched goes first. */
+		struct eio_session *s = dict_get(&E.sessions, r->sid);
+		if (s && s->transport == T_REMOTE && !s->closing) {
+			remote_flush();
+			s->held = 1;
+		}
+		const char *argv[] = { cluster_prefix(), r->sid, cluster_instance() };
+		r->refs++;
+		if (cluster_eval(S.upgrade, on_upgraded_remote, r, 3, argv, NULL) < 0) {
+			r->refs--;
+			if (s)
+				s->held = 0;
+			relay_end(r, 1011);
+		}
+		return;
+	}
+	relay_end(r, 1000);
+}
+
+static void relay_close(struct ws_conn *c, void *ud)
+{
+	struct relay *r = ud;
+	(void)c;
+	if (r->upgraded)
+		relay_forward(r, 'c', "", 0);
+	r->ws = NULL;
+	if (dict_get(&E.relays, r->sid) == r)
+		dict_del(&E.relays, r->sid);
+	relay_unref(r);
+}
+
+static const struct ws_ops relay_ws_ops = { relay_message, relay_close };
+
+static void on_relay_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+	(void)fd;
+	(void)what;
+	if (!r->upgraded)
+		relay_end(r, 1000);
+}
+
+/* A WebSocket for an existing session, in a cluster: probe, upgrade, then
+ * relay (or adopt, on the owner). */
+static void relay_start(const char *sid, int fd, struct MHD_UpgradeResponseHandle *urh,
+                        const char *extra, size_t extra_len)
+{
+	struct relay *r = xcalloc(1, sizeof *r);
+	snprintf(r->sid, sizeof r->sid, "%s", sid);
+	r->refs = 1;
+	if (dict_get(&E.relays, sid) || dict_set(&E.relays, r->sid, r) < 0) {
+		struct ws_conn *w = ws_conn_new(fd, urh, NULL, 0, &E.wslim, NULL, NULL);
+		if (w)
+			ws_close(w, 1000, NULL);
+		free(r);
+		return;
+	}
+	r->ws = ws_conn_new(fd, urh, extra, extra_len, &E.wslim, &relay_ws_ops, r);
+	if (!r->ws) {
+		dict_del(&E.relays, r->sid);
+		free(r);
+		return;
+	}
+	r->timer = evtimer_new(E.base, on_relay_timeout, r);
+	if (r->timer) {
+		unsigned ms = E.cfg->upgrade_timeout_ms;
+		struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+		evtimer_add(r->timer, &tv);
+	}
+}
+
+static void remote_init(void)
+{
+	S.open = cluster_script(lua_open);
+	S.push = cluster_script(lua_push);
+	S.poll = cluster_script(lua_poll);
+	S.post = cluster_script(lua_post);
+	S.probe = cluster_script(lua_probe);
+	S.upgrade = cluster_script(lua_upgrade);
+	S.close = cluster_script(lua_close);
+	cluster_on_direct('i', on_in_payload, NULL);
+	cluster_on_direct('f', on_in_frame, NULL);
+	cluster_on_direct('g', on_in_binary, NULL);
+	cluster_on_direct('c', on_in_closed, NULL);
+	cluster_on_direct('w', on_wake, NULL);
+	cluster_on_direct('n', on_noop, NULL);
 }
 
 /* --- set-up and accessors --- */
@@ -829,6 +1808,9 @@ void eio_init(struct event_base *base, const struct config *cfg)
 	E.cfg = cfg;
 	dict_init(&E.sessions);
 	dict_init(&E.per_addr);
+	dict_init(&E.waiting);
+	dict_init(&E.relays);
+	remote_init();
 	E.pass = event_new(base, -1, 0, on_pass, NULL);
 	E.wslim.max_message = cfg->max_payload;
 	E.wslim.max_queue = cfg->ws_max_queue;
@@ -849,7 +1831,7 @@ int eio_endpoint_add(const char *path, const struct eio_endpoint_ops *ops, void 
 const char *eio_sid(const struct eio_session *s) { return s->sid; }
 const char *eio_transport(const struct eio_session *s)
 {
-	return s->transport == T_POLLING ? "polling" : "websocket";
+	return s->transport == T_WEBSOCKET ? "websocket" : "polling";
 }
 const struct eio_handshake *eio_handshake(const struct eio_session *s) { return &s->hs; }
 void eio_set_data(struct eio_session *s, void *data) { s->data = data; }
