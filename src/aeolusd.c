@@ -226,7 +226,8 @@ static void on_shutdown_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct eio_stats st;
 	eio_get_stats(&st);
-	if ((ws_count() == 0 && st.sessions == 0) || mono_ms() >= shutdown_deadline) {
+	if ((ws_count() == 0 && st.sessions == 0 && st.suspended == 0) ||
+	    mono_ms() >= shutdown_deadline) {
 		event_base_loopbreak(base);
 		return;
 	}
@@ -407,6 +408,7 @@ int main(int argc, char **argv)
 	         cfg.bind, cfg.port, cfg.profile, cfg.path);
 	event_base_dispatch(base);
 
+	eio_stop();
 	http_stop();
 	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		event_free(sigs[i]);

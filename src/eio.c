@@ -82,6 +82,8 @@ struct eio_req {
 	int error;                   /* ready: answer this error (errors[]) instead, or -1 */
 	struct rcall *call;          /* cluster: a script under way for this request */
 	struct event *wait;          /* cluster: a GET waiting for a wake-up */
+	struct http_req *req;        /* cluster: suspended, on the list E.suspended */
+	struct eio_req *prev, *next;
 	char hs_addr[64];
 };
 
@@ -100,6 +102,8 @@ static struct {
 	struct ws_limits wslim;
 	/* the cluster */
 	struct dict waiting;         /* sid -> struct http_req: GETs waiting here */
+	struct eio_req *suspended;   /* requests waiting on Redis */
+	int stopping;                /* eio_close_all() was called */
 	struct dict relays;          /* sid -> struct relay */
 	struct batch { char sid[ID_LEN + 1]; struct eio_msg *m; } *batch;
 	size_t nbatch, capbatch;
@@ -118,6 +122,8 @@ static enum MHD_Result remote_handshake(struct http_req *req, struct eio_req *er
 static void relay_start(const char *sid, int fd, struct MHD_UpgradeResponseHandle *urh,
                         const char *extra, size_t extra_len);
 static void wait_end(struct eio_req *er);
+static void unlist(struct eio_req *er);
+static void remote_answer(struct http_req *req, int error);
 static void remote_init(void);
 
 /* --- the loop pass --- */
@@ -306,9 +312,35 @@ void eio_close_all(const char *reason)
 {
 	struct dict_iter it;
 	struct dict_entry *e;
+	E.stopping = 1;
 	dict_iter_init(&it, &E.sessions);
 	while ((e = dict_next(&it)))
 		close_session(e->val, reason, 0);
+	/* GETs held here for sessions of other instances end with a noop:
+	 * the client's next one goes elsewhere. */
+	for (struct eio_req *er = E.suspended, *next; er; er = next) {
+		next = er->next;
+		if (er->wait) {
+			buf_reset(&er->out);
+			buf_putc(&er->out, '6');
+			remote_answer(er->req, -1);
+		}
+	}
+}
+
+void eio_stop(void)
+{
+	E.stopping = 1;
+	while (E.suspended) {
+		struct eio_req *er = E.suspended;
+		if (er->call) {
+			er->call->p = NULL;
+			er->call = NULL;
+		}
+		buf_reset(&er->out);
+		buf_putc(&er->out, '6');
+		remote_answer(er->req, er->kind == R_POLL ? -1 : 1);
+	}
 }
 
 /* --- heartbeat --- */
@@ -591,6 +623,7 @@ static void eio_req_free(struct http_req *req)
 	if (er->call)
 		er->call->p = NULL;
 	wait_end(er);
+	unlist(er);
 	buf_free(&er->out);
 	free(er);
 }
@@ -1249,11 +1282,39 @@ static void wait_end(struct eio_req *er)
 	}
 }
 
+static void suspend(struct http_req *req)
+{
+	struct eio_req *er = req->ctx;
+	er->req = req;
+	er->prev = NULL;
+	er->next = E.suspended;
+	if (E.suspended)
+		E.suspended->prev = er;
+	E.suspended = er;
+	E.st.suspended++;
+	MHD_suspend_connection(req->conn);
+}
+
+static void unlist(struct eio_req *er)
+{
+	if (!er->req)
+		return;
+	if (er->prev)
+		er->prev->next = er->next;
+	else
+		E.suspended = er->next;
+	if (er->next)
+		er->next->prev = er->prev;
+	er->req = NULL;
+	E.st.suspended--;
+}
+
 /* Answers a suspended cluster request: with out's payload, or error. */
 static void remote_answer(struct http_req *req, int error)
 {
 	struct eio_req *er = req->ctx;
 	wait_end(er);
+	unlist(er);
 	er->ready = 1;
 	er->error = error;
 	MHD_resume_connection(req->conn);
@@ -1287,7 +1348,7 @@ static void on_polled(redisReply *rep, void *ud)
 		return;
 	}
 	if (rep->type == REDIS_REPLY_INTEGER) {
-		if (rep->integer == 0) {
+		if (rep->integer == 0 && !E.stopping) {
 			/* Wait for a wake-up, at most until the owner's next ping
 			 * (which wakes us) would have been late. */
 			unsigned ms = E.cfg->ping_interval_ms + E.cfg->ping_timeout_ms;
@@ -1303,7 +1364,7 @@ static void on_polled(redisReply *rep, void *ud)
 			evtimer_add(er->wait, &tv);
 			return;
 		}
-		if (rep->integer == 1) {
+		if (rep->integer == 1 || rep->integer == 0) {
 			buf_reset(&er->out);
 			buf_putc(&er->out, '6');
 			remote_answer(req, -1);
@@ -1401,7 +1462,7 @@ static enum MHD_Result remote_request(struct http_req *req, struct eio_req *er, 
 	struct MHD_Connection *c = req->conn;
 	if (is_get) {
 		er->kind = R_POLL;
-		MHD_suspend_connection(c);
+		suspend(req);
 		remote_poll(req);
 		return MHD_YES;
 	}
@@ -1413,7 +1474,7 @@ static enum MHD_Result remote_request(struct http_req *req, struct eio_req *er, 
 	const char *body = req->body.p ? req->body.p : "";
 	if (eio_payload_decode(body, req->body.len, count_packet, &n) < 0 || n == 0)
 		return reply_error(c, 3);
-	MHD_suspend_connection(c);
+	suspend(req);
 	er->call = rcall_new(req, er->sid);
 	if (remote_post(er->sid, 'i', body, req->body.len, on_posted, er->call) < 0) {
 		free(er->call);
@@ -1473,7 +1534,7 @@ static enum MHD_Result remote_handshake(struct http_req *req, struct eio_req *er
 		return http_reply_json(req->conn, MHD_HTTP_SERVICE_UNAVAILABLE,
 		                       "{\"code\":3,\"message\":\"Service unavailable\"}");
 	}
-	MHD_suspend_connection(req->conn);
+	suspend(req);
 	return MHD_YES;
 }
 

@@ -53,6 +53,8 @@ int eio_send(struct eio_session *s, struct eio_msg *m);
 void eio_close(struct eio_session *s, const char *reason);
 /* Closes every session, telling clients to reconnect (shutdown). */
 void eio_close_all(const char *reason);
+/* Answers every request still waiting (on Redis): before http_stop(). */
+void eio_stop(void);
 
 const char *eio_sid(const struct eio_session *s);
 const char *eio_transport(const struct eio_session *s);   /* "polling" or "websocket" */
@@ -67,6 +69,7 @@ struct eio_stats {
 	unsigned websocket;
 	unsigned long long opened;
 	unsigned long long msgs_in, msgs_out;
+	unsigned suspended;          /* requests waiting on Redis (cluster) */
 };
 void eio_get_stats(struct eio_stats *st);
 
