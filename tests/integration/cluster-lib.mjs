@@ -66,6 +66,7 @@ export async function startProxy(targets, { names = NAMES } = {}) {
   const sockets = new Set();   // client connections and upstream sockets, destroyed at close
   const track = (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); };
   const proxy = {
+    isProxy: true,
     targets,
     log,
     creators,
@@ -294,6 +295,20 @@ export class Peer {
       engine.once('upgrade', (t) => { this.transports.push(t.name); resolve(t.name); });
     });
     engine.on('upgradeError', (e) => { this.upgradeError = e; });
+    this.engineClose = null;  // why the Engine.IO session ended, as the client saw it
+    engine.on('close', (reason, desc) => {
+      let detail = '';
+      if (desc && typeof desc === 'object') {
+        // a WebSocket close: {description, context: CloseEvent}; an XHR error: {description: status}
+        const ctx = desc.context;
+        if (ctx && ctx.code !== undefined) detail = ` (WebSocket close code ${ctx.code}${ctx.reason ? ` ${ctx.reason}` : ''})`;
+        else if (desc.description !== undefined && typeof desc.description !== 'object') detail = ` (${desc.description})`;
+        else if (desc.message) detail = ` (${desc.message})`;
+      }
+      this.engineClose = `${reason}${detail} on ${engine.transport ? engine.transport.name : '?'}` +
+        ` ${Date.now() - this.t0} ms after the start`;
+    });
+    this.t0 = Date.now();
     socket.onAny((event, ...args) => {
       this.events.push({ event, args, at: Date.now() });
       this._wake();
@@ -333,7 +348,7 @@ export class Peer {
     } catch (e) {
       const route = this.route();
       throw new Error(`${this.label}: no ack for ${event} ${JSON.stringify(payload)} within ${timeout} ms` +
-        ` (connected=${this.socket.connected}${this.disconnectReason ? `, disconnected: ${this.disconnectReason}` : ''}, ` +
+        ` (connected=${this.socket.connected}${this.engineClose ? `, session closed: ${this.engineClose}` : ''}, ` +
         `transport ${this.transports.join(' then ')})${route ? `; ${route}` : ''}`);
     }
   }
@@ -369,7 +384,7 @@ export class Peer {
         const route = this.route();
         throw new Error(`${this.label} (on ${this.at}): timed out after ${timeout} ms waiting for '${event}'` +
           `${what ? ` (${what})` : ''}` +
-          `${this.connected ? '' : ` (disconnected: ${this.disconnectReason})`}${route ? `; ${route}` : ''}` +
+          `${this.connected ? '' : ` (disconnected: ${this.engineClose || this.disconnectReason})`}${route ? `; ${route}` : ''}` +
           `; last received:\n  ${seen || '(nothing)'}`);
       }
       await this._sleep(left);
@@ -418,7 +433,7 @@ export async function connectPeer(target, id, { transports = ['websocket'], labe
   });
   const peer = new Peer(socket, label || `${id}@${at}/${transports.join('+')}`, at);
   peer.userId = id;
-  if (typeof target.describe === 'function') {
+  if (target.isProxy) {
     peer.route = () => `session ${peer.sid} via the proxy: ${target.describe(peer.sid)}`;
   }
   peer.name = claims.name || id[0].toUpperCase() + id.slice(1); // as tokenFor() names it
@@ -433,9 +448,10 @@ export async function connectPeer(target, id, { transports = ['websocket'], labe
     socket.disconnect();
     peers.delete(peer);
     let where = '';
-    if (typeof target.describe === 'function') where = sid ? `; ${peer.route()}` : '; no handshake seen by the proxy';
+    if (target.isProxy) where = sid ? `; ${peer.route()}` : '; no handshake seen by the proxy';
     e.message = `${peer.label}: could not connect: ${e.message}` +
-      `${e.data !== undefined ? ' ' + JSON.stringify(e.data) : ''}${where}`;
+      `${e.data !== undefined ? ' ' + JSON.stringify(e.data) : ''}` +
+      ` (transport ${peer.transports.join(' then ')}${peer.engineClose ? `, session closed: ${peer.engineClose}` : ''})${where}`;
     throw e;
   }
   return peer;
@@ -570,5 +586,5 @@ export async function awaitStream(peer, channelId, tag, n,
   await sleep(settle);
   const problems = sequenceProblems(receivedSeqs(peer, channelId, tag), n);
   if (!problems) return '';
-  return `${peer.label}${peer.connected ? '' : ` (disconnected: ${peer.disconnectReason})`}: ${problems}`;
+  return `${peer.label}${peer.connected ? '' : ` (disconnected: ${peer.engineClose || peer.disconnectReason})`}: ${problems}`;
 }
