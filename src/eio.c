@@ -83,6 +83,9 @@ struct eio_req {
 	struct rcall *call;          /* cluster: a script under way for this request */
 	struct event *wait;          /* cluster: a GET waiting for a wake-up */
 	struct http_req *req;        /* cluster: suspended, on the list E.suspended */
+	unsigned in_waiting : 1;     /* cluster: the GET of E.waiting for its sid */
+	unsigned woken : 1;          /* a wake-up came while the pop was under way */
+	unsigned noop : 1;           /* so did a noop */
 	struct eio_req *prev, *next;
 	char hs_addr[64];
 };
@@ -101,7 +104,8 @@ static struct {
 	struct eio_stats st;
 	struct ws_limits wslim;
 	/* the cluster */
-	struct dict waiting;         /* sid -> struct http_req: GETs waiting here */
+	struct dict waiting;         /* sid -> struct http_req: the GET served here, from
+	                                its pop until its answer */
 	struct eio_req *suspended;   /* requests waiting on Redis */
 	int stopping;                /* eio_close_all() was called */
 	struct dict relays;          /* sid -> struct relay */
@@ -1038,7 +1042,9 @@ static const char lua_upgrade[] =
 	"redis.call('DEL', b..':p')\n"
 	"local w = redis.call('GET', b..':w')\n"
 	"if w and w ~= ARGV[3] then redis.call('PUBLISH', ARGV[1]..':inst:'..w, 'n'..ARGV[2]) end\n"
-	"if o == ARGV[3] then redis.call('DEL', b..':w')\n"
+	"if o == ARGV[3] then\n"
+	"  redis.call('DEL', b..':w')\n"
+	"  redis.call('PUBLISH', ARGV[1]..':inst:'..o, 'u'..ARGV[2])\n"
 	"else redis.call('SET', b..':w', ARGV[3], 'PX', redis.call('PTTL', b)) end\n"
 	"local out = redis.call('LRANGE', b..':q', 0, -1)\n"
 	"redis.call('DEL', b..':q')\n"
@@ -1277,8 +1283,11 @@ static void wait_end(struct eio_req *er)
 	if (er->wait) {
 		event_free(er->wait);
 		er->wait = NULL;
-		if (dict_get(&E.waiting, er->sid))
+	}
+	if (er->in_waiting) {
+		if (er->req && dict_get(&E.waiting, er->sid) == er->req)
 			dict_del(&E.waiting, er->sid);
+		er->in_waiting = 0;
 	}
 }
 
@@ -1348,16 +1357,17 @@ static void on_polled(redisReply *rep, void *ud)
 		return;
 	}
 	if (rep->type == REDIS_REPLY_INTEGER) {
-		if (rep->integer == 0 && !E.stopping) {
+		if (rep->integer == 0 && er->woken && !er->noop && !E.stopping) {
+			remote_poll(req);    /* woken while popping: pop again */
+			return;
+		}
+		if (rep->integer == 0 && !er->noop && !E.stopping) {
 			/* Wait for a wake-up, at most until the owner's next ping
 			 * (which wakes us) would have been late. */
 			unsigned ms = E.cfg->ping_interval_ms + E.cfg->ping_timeout_ms;
 			struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-			struct http_req *old = dict_get(&E.waiting, er->sid);
-			if (old)                 /* two GETs: the older ends */
-				on_wait_timeout(-1, 0, old);
 			er->wait = evtimer_new(E.base, on_wait_timeout, req);
-			if (!er->wait || dict_set(&E.waiting, er->sid, req) < 0) {
+			if (!er->wait) {
 				remote_answer(req, 3);
 				return;
 			}
@@ -1391,6 +1401,25 @@ static void remote_poll(struct http_req *req)
 	snprintf(wait, sizeof wait, "%u", E.cfg->ping_interval_ms + E.cfg->ping_timeout_ms + 1000);
 	snprintf(max, sizeof max, "%zu", E.cfg->max_payload);
 	const char *argv[] = { cluster_prefix(), er->sid, cluster_instance(), wait, max, "0" };
+	/* Registered before the pop is sent: its wake-up may come first. */
+	struct http_req *old = dict_get(&E.waiting, er->sid);
+	if (old && old != req) {     /* two GETs: the older ends */
+		struct eio_req *o = old->ctx;
+		o->in_waiting = 0;
+		dict_del(&E.waiting, er->sid);
+		if (o->call)
+			o->noop = 1;
+		else
+			on_wait_timeout(-1, 0, old);
+	}
+	if (!er->in_waiting) {
+		if (dict_set(&E.waiting, er->sid, req) < 0) {
+			remote_answer(req, 3);
+			return;
+		}
+		er->in_waiting = 1;
+	}
+	er->woken = 0;
 	er->call = rcall_new(req, er->sid);
 	if (cluster_eval(S.poll, on_polled, er->call, 6, argv, NULL) < 0) {
 		free(er->call);
@@ -1411,7 +1440,12 @@ static void on_noop(const char *body, size_t len, void *ud)
 	memcpy(sid, body, ID_LEN);
 	sid[ID_LEN] = '\0';
 	struct http_req *req = dict_get(&E.waiting, sid);
-	if (req)
+	if (!req)
+		return;
+	struct eio_req *er = req->ctx;
+	if (er->call)
+		er->noop = 1;            /* answered when the pop comes back */
+	else
 		on_wait_timeout(-1, 0, req);
 }
 
@@ -1546,10 +1580,21 @@ struct relay {
 	struct event *timer;         /* the upgrade timeout */
 	unsigned refs;               /* the WebSocket, and each script under way */
 	unsigned upgraded : 1;
+	unsigned upgrading : 1;      /* "5" received, the script under way */
+	unsigned mine : 1;           /* the session is owned here: adopt it */
 	unsigned probed : 1;
 	unsigned polling : 1;        /* a pop is under way */
 	unsigned again : 1;          /* woken during the pop: pop again */
+	struct held_frame { int binary; char *data; size_t len; } *held;
+	size_t nheld;                /* frames that came while adopting */
+	/* Adopting waits for both the script's reply and its marker ('u'),
+	 * which comes after anything published to us before the upgrade. */
+	unsigned replied : 1;
+	unsigned marked : 1;
+	struct eio_msgq backlog;     /* the reply's packets */
 };
+
+#define MAX_HELD 256
 
 static const struct ws_ops relay_ws_ops;
 
@@ -1557,6 +1602,10 @@ static void relay_unref(struct relay *r)
 {
 	if (--r->refs)
 		return;
+	for (size_t i = 0; i < r->nheld; i++)
+		free(r->held[i].data);
+	free(r->held);
+	eio_msgq_free(&r->backlog);
 	if (r->timer)
 		event_free(r->timer);
 	free(r);
@@ -1639,8 +1688,14 @@ static void on_wake(const char *body, size_t len, void *ud)
 		struct http_req *req = dict_get(&E.waiting, sid);
 		if (req) {
 			struct eio_req *er = req->ctx;
-			wait_end(er);
-			remote_poll(req);
+			if (er->call) {
+				er->woken = 1;
+			} else {
+				if (er->wait)
+					event_free(er->wait);
+				er->wait = NULL;
+				remote_poll(req);
+			}
 			continue;
 		}
 		struct relay *r = dict_get(&E.relays, sid);
@@ -1667,7 +1722,7 @@ static void relay_forward(struct relay *r, char kind, const char *data, size_t l
 }
 
 /* The session is ours after all: the WebSocket becomes its transport. */
-static void adopt(struct relay *r, struct eio_session *s, redisReply *rep)
+static void adopt(struct relay *r, struct eio_session *s)
 {
 	struct eio_msg *m;
 	struct ws_conn *ws = r->ws;
@@ -1676,23 +1731,57 @@ static void adopt(struct relay *r, struct eio_session *s, redisReply *rep)
 	dict_del(&E.relays, r->sid);
 	if (r->timer)
 		evtimer_del(r->timer);
-	relay_unref(r);
+	r->refs--;                   /* the WebSocket's; the caller holds one more */
 	s->ws = ws;
 	s->transport = T_WEBSOCKET;
 	s->held = 0;
 	E.st.polling--;
 	E.st.websocket++;
-	for (size_t i = 1; i < rep->elements; i++) {
-		if ((m = unrecord(rep->element[i]->str, rep->element[i]->len))) {
-			ws_send(ws, m);
-			eio_msg_unref(m);
-		}
+	while ((m = eio_msgq_pop(&r->backlog))) {
+		ws_send(ws, m);
+		eio_msg_unref(m);
 	}
 	while ((m = eio_msgq_pop(&s->q))) {
 		ws_send(ws, m);
 		eio_msg_unref(m);
 	}
 	log_debug("eio: %s upgraded to websocket", s->sid);
+	/* what the client sent after "5", in order, before anything newer */
+	for (size_t i = 0; i < r->nheld; i++) {
+		if (!s->closing)
+			ws_session_message(ws, r->held[i].binary, r->held[i].data, r->held[i].len, s);
+	}
+}
+
+/* Both the reply and the marker are in: the session takes the WebSocket
+ * (or, if it ended meanwhile, the relay does). */
+static void adopt_now(struct relay *r)
+{
+	struct eio_session *s = dict_get(&E.sessions, r->sid);
+	if (s && s->transport == T_REMOTE && !s->closing) {
+		adopt(r, s);
+		return;
+	}
+	relay_end(r, 1000);
+}
+
+static void on_adopt_marker(const char *body, size_t len, void *ud)
+{
+	char sid[ID_LEN + 1];
+	(void)ud;
+	if (len != ID_LEN)
+		return;
+	memcpy(sid, body, ID_LEN);
+	sid[ID_LEN] = '\0';
+	struct relay *r = dict_get(&E.relays, sid);
+	if (!r || !r->mine || !r->ws)
+		return;
+	r->marked = 1;
+	if (r->replied) {
+		r->refs++;
+		adopt_now(r);
+		relay_unref(r);
+	}
 }
 
 static void on_upgraded_remote(redisReply *rep, void *ud)
@@ -1717,8 +1806,17 @@ static void on_upgraded_remote(redisReply *rep, void *ud)
 		relay_unref(r);
 		return;
 	}
-	if (s && s->transport == T_REMOTE && !s->closing) {
-		adopt(r, s, rep);
+	if (r->mine) {
+		for (size_t i = 1; i < rep->elements; i++) {
+			struct eio_msg *m = unrecord(rep->element[i]->str, rep->element[i]->len);
+			if (m) {
+				eio_msgq_push(&r->backlog, m);
+				eio_msg_unref(m);
+			}
+		}
+		r->replied = 1;
+		if (r->marked)
+			adopt_now(r);
 	} else {
 		r->upgraded = 1;
 		if (r->timer)
@@ -1752,8 +1850,21 @@ static void relay_message(struct ws_conn *c, int binary, const char *data, size_
 	struct relay *r = ud;
 	struct eio_packet p;
 	(void)c;
-	if (r->upgraded) {
+	if (r->upgraded || (r->upgrading && !r->mine)) {
 		relay_forward(r, binary ? 'g' : 'f', data, len);
+		return;
+	}
+	if (r->upgrading) {
+		/* Adopting: kept until the session is ours, then replayed. */
+		if (r->nheld == MAX_HELD) {
+			relay_end(r, 1008);
+			return;
+		}
+		r->held = xmust(realloc(r->held, (r->nheld + 1) * sizeof *r->held));
+		char *copy = xmust(malloc(len + 1));
+		memcpy(copy, data, len);
+		copy[len] = '\0';
+		r->held[r->nheld++] = (struct held_frame){ binary, copy, len };
 		return;
 	}
 	if (binary || eio_packet_parse(data, len, &p) < 0) {
@@ -1778,7 +1889,9 @@ static void relay_message(struct ws_conn *c, int binary, const char *data, size_
 		if (s && s->transport == T_REMOTE && !s->closing) {
 			remote_flush();
 			s->held = 1;
+			r->mine = 1;
 		}
+		r->upgrading = 1;
 		const char *argv[] = { cluster_prefix(), r->sid, cluster_instance() };
 		r->refs++;
 		if (cluster_eval(S.upgrade, on_upgraded_remote, r, 3, argv, NULL) < 0) {
@@ -1859,6 +1972,7 @@ static void remote_init(void)
 	cluster_on_direct('c', on_in_closed, NULL);
 	cluster_on_direct('w', on_wake, NULL);
 	cluster_on_direct('n', on_noop, NULL);
+	cluster_on_direct('u', on_adopt_marker, NULL);
 }
 
 /* --- set-up and accessors --- */
