@@ -43,6 +43,8 @@ static struct {
 	struct { const char *lua; char sha[2 * SHA_DIGEST_LENGTH + 1]; } scripts[MAX_SCRIPTS];
 	int nscripts;
 	struct buf out;                  /* the broadcast being encoded */
+	void (*on_state)(int up, void *ud);
+	void *on_state_ud;
 } C;
 
 /* --- encoding --- */
@@ -249,10 +251,17 @@ static void on_sub_state(int up, void *ud)
 static void on_cmd_state(int up, void *ud)
 {
 	(void)ud;
-	if (!up)
-		return;
-	for (int i = 0; i < C.nscripts; i++)
-		redis_command(C.cmd, NULL, NULL, "SCRIPT LOAD %s", C.scripts[i].lua);
+	if (up)
+		for (int i = 0; i < C.nscripts; i++)
+			redis_command(C.cmd, NULL, NULL, "SCRIPT LOAD %s", C.scripts[i].lua);
+	if (C.on_state)
+		C.on_state(up, C.on_state_ud);
+}
+
+void cluster_on_state(void (*cb)(int up, void *ud), void *ud)
+{
+	C.on_state = cb;
+	C.on_state_ud = ud;
 }
 
 /* --- set-up --- */

@@ -70,6 +70,10 @@ typedef void (*cluster_direct_cb)(const char *body, size_t len, void *ud);
 /* cb gets the messages of this kind sent to this instance. */
 void cluster_on_direct(char kind, cluster_direct_cb cb, void *ud);
 
+/* cb learns when the command connection goes down (up = 0) and comes
+ * back (up = 1). One callback. */
+void cluster_on_state(void (*cb)(int up, void *ud), void *ud);
+
 /* --- scripts --- */
 
 /* Registers a Lua script (the text must stay valid); loaded on every

@@ -1205,6 +1205,8 @@ static void remote_flush(void)
 static void remote_close(struct eio_session *s)
 {
 	char linger[16];
+	if (!cluster_up())
+		return;                  /* Redis is gone: so is what it held */
 	/* The client learns of a close it did not ask for from a close packet. */
 	if (!s->by_client) {
 		struct eio_msg *m = eio_msg_text(EIO_CLOSE, NULL, 0);
@@ -1957,8 +1959,36 @@ static void relay_start(const char *sid, int fd, struct MHD_UpgradeResponseHandl
 	}
 }
 
+/* Redis is gone: the sessions that live there cannot go on. Their
+ * clients reconnect, and get sessions of this instance until it is back. */
+static void on_cluster_state(int up, void *ud)
+{
+	struct dict_iter it;
+	struct dict_entry *e;
+	(void)ud;
+	if (up)
+		return;
+	dict_iter_init(&it, &E.sessions);
+	while ((e = dict_next(&it))) {
+		struct eio_session *s = e->val;
+		if (s->transport == T_REMOTE)
+			close_session(s, "transport error", 0);
+	}
+	for (struct eio_req *er = E.suspended, *next; er; er = next) {
+		next = er->next;
+		if (er->wait)
+			remote_answer(er->req, 1);
+	}
+	struct relay *r;
+	while ((dict_iter_init(&it, &E.relays), e = dict_next(&it))) {
+		r = e->val;
+		relay_end(r, 1011);
+	}
+}
+
 static void remote_init(void)
 {
+	cluster_on_state(on_cluster_state, NULL);
 	S.open = cluster_script(lua_open);
 	S.push = cluster_script(lua_push);
 	S.poll = cluster_script(lua_poll);
