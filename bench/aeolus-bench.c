@@ -2,8 +2,8 @@
  *
  * Design
  * ------
- * One process, one libevent loop, many Socket.IO clients over WebSocket
- * (sio.c). A run is one mode:
+ * One process, one libevent loop, many Socket.IO clients over WebSocket or
+ * HTTP long-polling (sio.c). A run is one mode:
  *
  *   idle    N clients connect and stay connected; connect time, and the
  *           server's resident memory per client.
@@ -12,6 +12,17 @@
  *           messages/s and round-trip percentiles.
  *   fanout  N receivers join a room, one sender emits into it; latency from
  *           each emit to each receipt, deliveries/s, server CPU per delivery.
+ *   slow    fanout with one more receiver that stops reading once the
+ *           sending starts: the server's RSS over time, and whether and when
+ *           the server cut that reader off.
+ *
+ * Several servers: --port takes a list of ports (instances of one cluster).
+ * The clients are spread over them round robin, the sender of fanout and
+ * slow goes to the first (or --sender-port), and the deliveries are counted
+ * per port. --pid takes a list too: RSS and CPU time are summed over the
+ * processes. --redis samples the Redis server's used_memory and DBSIZE
+ * before the run and once every client is connected (and again after the
+ * close), for the Redis memory per session.
  *
  * Every run goes through the same phases, driven by callbacks:
  *
@@ -38,7 +49,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -49,25 +71,35 @@
 #define TICK_US 50000            /* watchdog and settle granularity */
 #define CLOSE_GRACE_US 3000000   /* clean close allowance */
 #define QUIET_US 200000          /* fanout: silence that ends the settle */
-#define QUIET_MAX_US 3000000     /* fanout: longest wait for that silence */
 #define MAX_PAYLOAD (64u << 20)
+#define MAX_PORTS 16
+#define MAX_PIDS 16
 
 /* ----------------------------------------------------------- options */
 
+/* Numbers left at -1 get the mode's default (see the *_init functions). */
 static struct config {
-    const char *host, *path, *nsp, *query, *auth;
-    int port, clients, concurrency, pipeline, ack, sender_join, help;
-    long count, size, pid;
-    double hold, rate, timeout, join_wait;
+    const char *host, *path, *nsp, *query, *auth, *ports, *pids, *redis,
+        *transport;
+    int clients, concurrency, pipeline, ack, sender_join, help, sender_port,
+        redis_port, rcvbuf;
+    long count, size;
+    double hold, rate, timeout, join_wait, interval, redis_wait, settle;
     const char *rx_clock, *room, *join_event, *join_payload, *send_event,
         *send_template, *recv_event, *ts_key;
 } config = {
-    .host = "127.0.0.1", .port = 3000, .path = "/socket.io/", .nsp = "/",
+    .host = "127.0.0.1", .ports = "3000", .path = "/socket.io/", .nsp = "/",
     .clients = -1, .concurrency = 200, .pipeline = 1, .count = -1,
-    .size = 32, .pid = 0, .hold = 2, .rate = 10, .timeout = 10,
+    .size = -1, .hold = -1, .rate = -1, .timeout = 10, .interval = 1,
+    .redis_wait = 1, .settle = 3, .transport = "websocket",
     .join_wait = 1, .rx_clock = "kernel", .room = "bench",
     .join_event = "join", .send_event = "send", .recv_event = "event",
 };
+
+/* The lists of --port and --pid, parsed. */
+static int ports[MAX_PORTS], nports;
+static long pids[MAX_PIDS];
+static int npids;
 
 enum { OPT_STR, OPT_INT, OPT_LONG, OPT_DOUBLE, OPT_FLAG };
 
@@ -79,12 +111,20 @@ typedef struct option_def {
 
 static const option_def option_table[] = {
     { "-h", "--host", OPT_STR, &config.host },
-    { "-p", "--port", OPT_INT, &config.port },
+    { "-p", "--port", OPT_STR, &config.ports },
+    { "--ports", NULL, OPT_STR, &config.ports },
+    { "--sender-port", NULL, OPT_INT, &config.sender_port },
+    { "--transport", NULL, OPT_STR, &config.transport },
+    { "--redis", "--redis-url", OPT_STR, &config.redis },
+    { "--redis-port", NULL, OPT_INT, &config.redis_port },
+    { "--redis-wait", NULL, OPT_DOUBLE, &config.redis_wait },
+    { "--interval", NULL, OPT_DOUBLE, &config.interval },
+    { "--rcvbuf", NULL, OPT_INT, &config.rcvbuf },
     { "--path", NULL, OPT_STR, &config.path },
     { "--nsp", NULL, OPT_STR, &config.nsp },
     { "--query", NULL, OPT_STR, &config.query },
     { "--auth", NULL, OPT_STR, &config.auth },
-    { "--pid", NULL, OPT_LONG, &config.pid },
+    { "--pid", "--pids", OPT_STR, &config.pids },
     { "--timeout", NULL, OPT_DOUBLE, &config.timeout },
     { "--concurrency", NULL, OPT_INT, &config.concurrency },
     { "--rx-clock", NULL, OPT_STR, &config.rx_clock },
@@ -100,6 +140,7 @@ static const option_def option_table[] = {
     { "--join-event", NULL, OPT_STR, &config.join_event },
     { "--join-payload", NULL, OPT_STR, &config.join_payload },
     { "--join-wait", NULL, OPT_DOUBLE, &config.join_wait },
+    { "--settle", NULL, OPT_DOUBLE, &config.settle },
     { "--send-event", NULL, OPT_STR, &config.send_event },
     { "--send-payload-template", NULL, OPT_STR, &config.send_template },
     { "--ts-key", NULL, OPT_STR, &config.ts_key },
@@ -115,30 +156,49 @@ static void usage(FILE *f) {
 "  idle    -c N [--hold S]             hold N idle clients; RSS per client\n"
 "  echo    [-n N] [--size B] [--pipeline P] [--ack]   round trips\n"
 "  fanout  -c N [--rate R] [-n N] [--room R] [--event E]   room fan-out\n"
+"  slow    [-c N] [-n N] [--size B] [--rcvbuf B]   a reader that stops\n"
+"          reading: server RSS over time, and when it is cut off\n"
 "\n"
 "Connection:\n"
 "  -h, --host HOST        server address (127.0.0.1)\n"
-"  -p, --port PORT        server port (3000)\n"
+"  -p, --port, --ports P[,P...]  server port(s) (3000); clients are spread\n"
+"                         over them round robin\n"
+"  --sender-port PORT     the port of the sender (fanout, slow; first port)\n"
+"  --transport websocket|polling   Engine.IO transport (websocket)\n"
 "  --path PATH            Engine.IO path (/socket.io/)\n"
 "  --nsp NSP              Socket.IO namespace (/)\n"
 "  --query 'k=v&...'      appended to the handshake URL\n"
 "  --auth JSON            CONNECT auth payload\n"
 "  --concurrency N        connects in flight at once (200)\n"
 "  --timeout S            give up after S seconds without progress (10)\n"
-"  --pid PID              server process: RSS (idle), CPU (echo, fanout)\n"
+"  --pid PID[,PID...]     server process(es): RSS (idle, slow), CPU (echo,\n"
+"                         fanout, slow), summed\n"
+"  --redis URL            redis://[[user]:pass@]host[:port][/db] or host:port:\n"
+"                         used_memory and DBSIZE before and after connecting\n"
+"  --redis-port PORT      the same as --redis 127.0.0.1:PORT\n"
+"  --redis-wait S         sample Redis again S s after the close (1)\n"
 "  --rx-clock kernel|user date receipts by kernel timestamp or by read (kernel)\n"
 "\n"
 "idle:   -c N clients (required); --hold S seconds held (2)\n"
 "echo:   -n N messages (10000); --size B payload bytes (32);\n"
 "        --pipeline P in flight (1); --ack use message-with-ack\n"
 "fanout: -c N receivers (required); -n N messages (100);\n"
-"        --rate R messages/s, 0 = next after full delivery (10)\n"
+"        --rate R messages/s, 0 = next after full delivery (10);\n"
+"        --pipeline P messages in flight with --rate 0 (1);\n"
+"        --size B bytes for each %%PAD%% in the template (32)\n"
 "        --room ROOM (bench); --join-event NAME (join);\n"
-"        --join-payload JSON (\"ROOM\"); --join-wait S for join acks (1)\n"
+"        --join-payload JSON (\"ROOM\"); --join-wait S for join acks (1);\n"
+"        --settle S longest wait for the joins' traffic to stop (3)\n"
 "        --send-event NAME (send);\n"
 "        --send-payload-template JSON (\"ROOM\",{\"ts\":%%TS%%})\n"
 "        --event, --recv-event NAME (event); --ts-key KEY (ts, then content)\n"
-"        --sender-join  the sender joins too\n");
+"        --sender-join  the sender joins too\n"
+"slow:   the fanout options, and: -c N readers that keep up (1);\n"
+"        -n N messages (1000) of --size B bytes of padding (1024), at\n"
+"        --rate R (0: --pipeline P ahead of the readers); one more reader\n"
+"        joins and stops reading when the sending starts; --rcvbuf B its\n"
+"        socket receive buffer (system default); --interval S between RSS\n"
+"        samples (1); --hold S to watch after the last delivery (3)\n");
 }
 
 static int parse_number(const option_def *o, const char *v) {
@@ -204,16 +264,63 @@ static int event_name_ok(const char *what, const char *name) {
     return 0;
 }
 
+/* Parses "N[,N...]" into out[]; returns the count, or -1. */
+static int parse_list(const char *what, const char *s, long *out, int max,
+                      long lo, long hi) {
+    int n = 0;
+    while (*s) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (errno || end == s || v < lo || v > hi || (*end && *end != ',') ||
+            n == max) {
+            fprintf(stderr, "%s: a list of at most %d numbers from %ld to %ld"
+                    " separated by commas\n", what, max, lo, hi);
+            return -1;
+        }
+        out[n++] = v;
+        s = *end ? end + 1 : end;
+    }
+    return n;
+}
+
+static int redis_parse(const char *url);
+
 static int check_options(void) {
+    long l[MAX_PORTS];
     if (config.concurrency < 1 || config.pipeline < 1 || config.timeout <= 0) {
         fprintf(stderr, "--concurrency, --pipeline and --timeout must be > 0\n");
         return -1;
+    }
+    if ((nports = parse_list("--port", config.ports, l, MAX_PORTS, 1, 65535)) < 1)
+        return -1;
+    for (int i = 0; i < nports; i++) ports[i] = (int)l[i];
+    if (config.sender_port > 65535) {
+        fprintf(stderr, "--sender-port: a port number\n");
+        return -1;
+    }
+    if (config.pids &&
+        (npids = parse_list("--pid", config.pids, pids, MAX_PIDS, 1, 1L << 30)) < 0)
+        return -1;
+    if (strcmp(config.transport, "websocket") && strcmp(config.transport, "polling")) {
+        fprintf(stderr, "--transport is websocket or polling\n");
+        return -1;
+    }
+    if (config.redis_port > 65535 || config.interval <= 0) {
+        fprintf(stderr, "--redis-port: a port number; --interval: > 0\n");
+        return -1;
+    }
+    if (config.redis && redis_parse(config.redis) < 0) return -1;
+    if (!config.redis && config.redis_port) {
+        static char hp[32];
+        snprintf(hp, sizeof(hp), "127.0.0.1:%d", config.redis_port);
+        if (redis_parse(hp) < 0) return -1;
     }
     if (strcmp(config.rx_clock, "kernel") && strcmp(config.rx_clock, "user")) {
         fprintf(stderr, "--rx-clock is kernel or user\n");
         return -1;
     }
-    if ((size_t)config.size > MAX_PAYLOAD) {
+    if (config.size > (long)MAX_PAYLOAD) {
         fprintf(stderr, "--size is at most %u\n", MAX_PAYLOAD);
         return -1;
     }
@@ -269,6 +376,308 @@ static rlim_t raise_nofile(void) {
     return rl.rlim_cur;
 }
 
+/* The sums over the --pid processes; -1 when one cannot be read. 'each'
+ * (MAX_PIDS entries, or NULL) receives the figure of every process. */
+static int procs_rss_kb(uint64_t *kb, uint64_t *each) {
+    *kb = 0;
+    for (int i = 0; i < npids; i++) {
+        uint64_t v;
+        if (proc_rss_kb(pids[i], &v) < 0) return -1;
+        if (each) each[i] = v;
+        *kb += v;
+    }
+    return npids ? 0 : -1;
+}
+
+static int procs_cpu_us(uint64_t *us, uint64_t *each) {
+    *us = 0;
+    for (int i = 0; i < npids; i++) {
+        uint64_t v;
+        if (proc_cpu_us(pids[i], &v) < 0) return -1;
+        if (each) each[i] = v;
+        *us += v;
+    }
+    return npids ? 0 : -1;
+}
+
+/* The server's end of a TCP connection of this host, as the kernel's
+ * sock_diag interface shows it. */
+typedef struct tcp_sock {
+    int found;
+    unsigned state;            /* 1 ESTABLISHED, 4 FIN_WAIT1, 8 CLOSE_WAIT... */
+    unsigned long txq, rxq;    /* bytes in the send and receive queues */
+    unsigned long inode;       /* 0 once no process holds the socket */
+} tcp_sock;
+
+/* An exact lookup (no dump, so its cost does not grow with the number of
+ * sockets on the host): the request names the socket by its addresses. */
+typedef struct tcp_diag {
+    int nl;                    /* NETLINK_SOCK_DIAG socket, -1 if none */
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 r;
+    } req;
+} tcp_diag;
+
+/* Prepares the lookup of the other end of connected socket 'fd' (which
+ * must be on this host). Returns 0, or -1. */
+static int tcp_diag_open(tcp_diag *d, int fd) {
+    struct sockaddr_storage me, peer;
+    socklen_t ml = sizeof(me), pl = sizeof(peer);
+    memset(d, 0, sizeof(*d));
+    d->nl = -1;
+    if (getsockname(fd, (struct sockaddr *)&me, &ml) < 0 ||
+        getpeername(fd, (struct sockaddr *)&peer, &pl) < 0 ||
+        me.ss_family != peer.ss_family)
+        return -1;
+    struct inet_diag_req_v2 *r = &d->req.r;
+    d->req.nlh.nlmsg_len = sizeof(d->req);
+    d->req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    d->req.nlh.nlmsg_flags = NLM_F_REQUEST;
+    r->sdiag_family = (unsigned char)me.ss_family;
+    r->sdiag_protocol = IPPROTO_TCP;
+    r->idiag_states = ~0u;
+    r->id.idiag_cookie[0] = r->id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+    /* the server's socket: its source is our peer, its destination us */
+    if (me.ss_family == AF_INET) {
+        struct sockaddr_in *m = (struct sockaddr_in *)&me, *p = (struct sockaddr_in *)&peer;
+        r->id.idiag_sport = p->sin_port;
+        r->id.idiag_dport = m->sin_port;
+        memcpy(r->id.idiag_src, &p->sin_addr, 4);
+        memcpy(r->id.idiag_dst, &m->sin_addr, 4);
+    } else if (me.ss_family == AF_INET6) {
+        struct sockaddr_in6 *m = (struct sockaddr_in6 *)&me, *p = (struct sockaddr_in6 *)&peer;
+        r->id.idiag_sport = p->sin6_port;
+        r->id.idiag_dport = m->sin6_port;
+        memcpy(r->id.idiag_src, &p->sin6_addr, 16);
+        memcpy(r->id.idiag_dst, &m->sin6_addr, 16);
+    } else {
+        return -1;
+    }
+    d->nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (d->nl < 0) return -1;
+    struct timeval tv = { 1, 0 };
+    setsockopt(d->nl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return 0;
+}
+
+static void tcp_diag_close(tcp_diag *d) {
+    if (d->nl >= 0) close(d->nl);
+    d->nl = -1;
+}
+
+/* Fills *t (t->found 0: no such socket any more). Returns 0, or -1 when the
+ * kernel could not be asked. */
+static int tcp_diag_get(tcp_diag *d, tcp_sock *t) {
+    union {
+        char buf[8192];
+        struct nlmsghdr align;
+    } u;
+    memset(t, 0, sizeof(*t));
+    if (d->nl < 0 || send(d->nl, &d->req, sizeof(d->req), 0) < 0) return -1;
+    ssize_t n = recv(d->nl, u.buf, sizeof(u.buf), 0);
+    struct nlmsghdr *h = &u.align;
+    if (n < 0 || !NLMSG_OK(h, (size_t)n)) return -1;
+    if (h->nlmsg_type == NLMSG_ERROR) {
+        const struct nlmsgerr *e = NLMSG_DATA(h);
+        return e->error == -ENOENT ? 0 : -1;
+    }
+    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) return -1;
+    const struct inet_diag_msg *m = NLMSG_DATA(h);
+    *t = (tcp_sock){ 1, m->idiag_state, m->idiag_wqueue, m->idiag_rqueue,
+                     m->idiag_inode };
+    return 0;
+}
+
+/* Bytes waiting in the receive queue of our own socket, or -1. */
+static long tcp_inq(int fd) {
+    int n;
+    return fd >= 0 && ioctl(fd, SIOCINQ, &n) == 0 ? n : -1;
+}
+
+/* ------------------------------------------------------------ Redis */
+
+/* A tiny blocking RESP client: one short connection per sample, with a
+ * 5 s timeout; enough for AUTH, SELECT, INFO memory and DBSIZE. */
+static struct {
+    int on, port, db;
+    char host[256], user[128], pass[256];
+} rtarget;
+
+typedef struct redis_sample {
+    int ok;
+    uint64_t mem;              /* INFO memory used_memory, bytes */
+    long long keys;            /* DBSIZE */
+    char err[256];
+} redis_sample;
+
+static redis_sample redis_before, redis_after, redis_closed;
+
+static int redis_parse(const char *url) {
+    const char *s = url;
+    char *end;
+    rtarget.port = 6379;
+    if (!strncmp(s, "redis://", 8)) s += 8;
+    else if (strstr(s, "://")) goto bad;
+    const char *at = strrchr(s, '@');
+    if (at) {
+        const char *colon = memchr(s, ':', (size_t)(at - s));
+        const char *pw = colon ? colon + 1 : s;
+        if (colon && (size_t)(colon - s) >= sizeof(rtarget.user)) goto bad;
+        if ((size_t)(at - pw) >= sizeof(rtarget.pass)) goto bad;
+        if (colon) memcpy(rtarget.user, s, (size_t)(colon - s));
+        memcpy(rtarget.pass, pw, (size_t)(at - pw));
+        s = at + 1;
+    }
+    size_t hl;
+    if (*s == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb) goto bad;
+        hl = (size_t)(rb - s - 1);
+        if (hl >= sizeof(rtarget.host)) goto bad;
+        memcpy(rtarget.host, s + 1, hl);
+        s = rb + 1;
+    } else {
+        hl = strcspn(s, ":/");
+        if (hl >= sizeof(rtarget.host)) goto bad;
+        memcpy(rtarget.host, s, hl);
+        s += hl;
+    }
+    if (!rtarget.host[0]) strcpy(rtarget.host, "127.0.0.1");
+    if (*s == ':') {
+        long p = strtol(s + 1, &end, 10);
+        if (end == s + 1 || p < 1 || p > 65535) goto bad;
+        rtarget.port = (int)p;
+        s = end;
+    }
+    if (*s == '/' && s[1]) {
+        long db = strtol(s + 1, &end, 10);
+        if (end == s + 1 || *end || db < 0 || db > 1000000) goto bad;
+        rtarget.db = (int)db;
+    } else if (*s && strcmp(s, "/")) {
+        goto bad;
+    }
+    rtarget.on = 1;
+    return 0;
+bad:
+    fprintf(stderr, "--redis: redis://[[user]:password@]host[:port][/db] or"
+            " host:port\n");
+    return -1;
+}
+
+static int redis_connect(char *err, size_t errlen) {
+    struct addrinfo hints, *res = NULL;
+    char port[16];
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    snprintf(port, sizeof(port), "%d", rtarget.port);
+    int rc = getaddrinfo(rtarget.host, port, &hints, &res);
+    if (rc) {
+        snprintf(err, errlen, "cannot resolve %.100s: %s", rtarget.host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = { 5, 0 };
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        if (connect(fd, res->ai_addr, res->ai_addrlen) < 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    if (fd < 0) snprintf(err, errlen, "connect to %.100s:%d: %s", rtarget.host,
+                         rtarget.port, strerror(errno));
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* The length of the whole reply at the start of b[0..n), 0 when incomplete,
+ * -1 when it is no reply this client expects. */
+static long resp_complete(const char *b, size_t n) {
+    const char *nl = memmem(b, n, "\r\n", 2);
+    if (!nl) return 0;
+    long head = nl - b + 2;
+    if (b[0] == '+' || b[0] == '-' || b[0] == ':') return head;
+    if (b[0] != '$') return -1;
+    long len = strtol(b + 1, NULL, 10);
+    if (len < 0) return head;
+    return (size_t)(head + len + 2) <= n ? head + len + 2 : 0;
+}
+
+/* Sends a command and reads its reply into buf (NUL terminated). Returns
+ * the reply's type character, or -1 with err set. */
+static int redis_call(int fd, char *buf, size_t cap, char *err, size_t errlen,
+                      int argc, const char **argv) {
+    char cmd[1024];
+    size_t n = (size_t)snprintf(cmd, sizeof(cmd), "*%d\r\n", argc);
+    for (int i = 0; i < argc && n < sizeof(cmd); i++)
+        n += (size_t)snprintf(cmd + n, sizeof(cmd) - n, "$%zu\r\n%s\r\n",
+                              strlen(argv[i]), argv[i]);
+    if (n >= sizeof(cmd) || write(fd, cmd, n) != (ssize_t)n) {
+        snprintf(err, errlen, "%s: cannot send", argv[0]);
+        return -1;
+    }
+    n = 0;
+    for (;;) {
+        long len = resp_complete(buf, n);
+        if (len < 0) {
+            snprintf(err, errlen, "%s: unexpected reply", argv[0]);
+            return -1;
+        }
+        if (len > 0) break;
+        ssize_t k = n < cap - 1 ? read(fd, buf + n, cap - 1 - n) : -1;
+        if (k <= 0) {
+            snprintf(err, errlen, "%s: %s", argv[0], k == 0 ? "connection closed"
+                     : n >= cap - 1 ? "reply too long" : strerror(errno));
+            return -1;
+        }
+        n += (size_t)k;
+    }
+    buf[n] = '\0';
+    if (buf[0] == '-') {
+        snprintf(err, errlen, "%s: %.*s", argv[0], (int)strcspn(buf + 1, "\r"), buf + 1);
+        return -1;
+    }
+    return buf[0];
+}
+
+static void redis_take(redis_sample *r) {
+    static char buf[65536];
+    char db[16];
+    memset(r, 0, sizeof(*r));
+    int fd = redis_connect(r->err, sizeof(r->err));
+    if (fd < 0) return;
+    const char *auth[3] = { "AUTH", rtarget.user[0] ? rtarget.user : rtarget.pass,
+                            rtarget.pass };
+    const char *select[2] = { "SELECT", db };
+    const char *info[2] = { "INFO", "memory" };
+    const char *dbsize[1] = { "DBSIZE" };
+    snprintf(db, sizeof(db), "%d", rtarget.db);
+    if (rtarget.pass[0] &&
+        redis_call(fd, buf, sizeof(buf), r->err, sizeof(r->err),
+                   rtarget.user[0] ? 3 : 2, auth) < 0)
+        goto done;
+    if (rtarget.db && redis_call(fd, buf, sizeof(buf), r->err, sizeof(r->err),
+                                 2, select) < 0)
+        goto done;
+    if (redis_call(fd, buf, sizeof(buf), r->err, sizeof(r->err), 2, info) != '$')
+        goto done;
+    const char *m = strstr(buf, "\nused_memory:");
+    if (!m) {
+        snprintf(r->err, sizeof(r->err), "INFO memory: no used_memory");
+        goto done;
+    }
+    r->mem = strtoull(m + 13, NULL, 10);
+    if (redis_call(fd, buf, sizeof(buf), r->err, sizeof(r->err), 1, dbsize) != ':')
+        goto done;
+    r->keys = strtoll(buf + 1, NULL, 10);
+    r->ok = 1;
+done:
+    if (!r->ok && !r->err[0]) snprintf(r->err, sizeof(r->err), "unexpected reply");
+    close(fd);
+}
+
 /* ------------------------------------------------------- run state */
 
 enum { CL_NEW, CL_CONNECTING, CL_READY, CL_CLOSING, CL_DONE };
@@ -277,6 +686,7 @@ enum { PH_CONNECT, PH_MODE, PH_CLOSE };
 typedef struct client {
     sio_conn *conn;
     int index;
+    int ctx;                 /* index in bench.ctx: which port */
     int state;
     int join_pending;
     uint64_t t_start;
@@ -284,6 +694,7 @@ typedef struct client {
 
 typedef struct mode {
     const char *name;
+    int sender;                           /* client 0 is a sender */
     int (*init)(void);                    /* returns the client count */
     void (*ready)(client *cl);            /* one client connected */
     void (*connected)(void);              /* every client ready or failed */
@@ -297,7 +708,9 @@ typedef struct mode {
 static struct bench {
     const mode *mode;
     struct event_base *base;
-    sio_ctx *ctx;
+    sio_ctx *ctx[MAX_PORTS + 2];          /* one per port, then as below */
+    int ctx_port[MAX_PORTS + 2];
+    int nctx, sender_ctx, slow_ctx;       /* -1 when there is none */
     client *clients;
     int nclients, next, inflight, ready, failed, dropped, closing;
     int phase, watch, interrupted;
@@ -373,8 +786,36 @@ static void print_connect_summary(void) {
     result_latency("hs", bench.handshake);
 }
 
+/* The counters summed over every context. */
+static sio_stats stats_total(void) {
+    sio_stats t = { 0, 0, 0 };
+    for (int i = 0; i < bench.nctx; i++) {
+        const sio_stats *s = sio_ctx_stats(bench.ctx[i]);
+        t.pings += s->pings;
+        t.kernel_rx += s->kernel_rx;
+        if (s->ping_delay_max > t.ping_delay_max) t.ping_delay_max = s->ping_delay_max;
+    }
+    return t;
+}
+
 static const char *rx_clock_used(void) {
-    return sio_ctx_stats(bench.ctx)->kernel_rx ? "kernel" : "user";
+    return stats_total().kernel_rx ? "kernel" : "user";
+}
+
+/* The context of a client: the sender (client 0 of fanout and slow) on the
+ * sender port, the slow reader (client 1 of slow) on a context of its own,
+ * the others round robin over --port. */
+static int client_ctx(int index) {
+    int first = 0;
+    if (bench.sender_ctx >= 0) {
+        if (index == 0) return bench.sender_ctx;
+        first = 1;
+    }
+    if (bench.slow_ctx >= 0) {
+        if (index == 1) return bench.slow_ctx;
+        first = 2;
+    }
+    return (index - first) % nports;
 }
 
 /* ------------------------------------------------ connect, close */
@@ -383,6 +824,7 @@ static void close_all(void) {
     if (bench.phase == PH_CLOSE) return;
     if (bench.phase == PH_CONNECT) bench.t_connect_end = sio_now_us();
     bench.mode->stopping();
+    if (rtarget.on) redis_take(&redis_after);
     bench.phase = PH_CLOSE;
     bench.close_deadline = sio_now_us() + CLOSE_GRACE_US;
     if (bench.timer) event_del(bench.timer);
@@ -422,7 +864,7 @@ static void connect_more(void) {
            bench.inflight < config.concurrency) {
         client *cl = &bench.clients[bench.next++];
         cl->t_start = sio_now_us();
-        cl->conn = sio_connect(bench.ctx, cl);
+        cl->conn = sio_connect(bench.ctx[cl->ctx], cl);
         if (!cl->conn) {
             client_failed(cl, strerror(errno));
             continue;
@@ -509,7 +951,7 @@ static void mode_timer(event_callback_fn cb, uint64_t us, int persist) {
 /* ----------------------------------------------------------- idle */
 
 static struct {
-    uint64_t rss_before, rss_after;
+    uint64_t rss_before, rss_after, rss_each_before[MAX_PIDS], rss_each[MAX_PIDS];
     int rss_ok;
     uint64_t pings_before, hold_start, hold_us;
 } idle;
@@ -519,6 +961,7 @@ static int idle_init(void) {
         fprintf(stderr, "idle: -c N is required\n");
         return -1;
     }
+    if (config.hold < 0) config.hold = 2;
     return config.clients;
 }
 
@@ -529,7 +972,7 @@ static void idle_hold_done(evutil_socket_t fd, short what, void *arg) {
 
 static void idle_stopping(void) {
     if (idle.hold_start) idle.hold_us = sio_now_us() - idle.hold_start;
-    if (idle.rss_ok) idle.rss_ok = proc_rss_kb(config.pid, &idle.rss_after) == 0;
+    if (idle.rss_ok) idle.rss_ok = procs_rss_kb(&idle.rss_after, idle.rss_each) == 0;
 }
 
 static void idle_connected(void) {
@@ -537,32 +980,36 @@ static void idle_connected(void) {
         close_all();
         return;
     }
-    idle.pings_before = sio_ctx_stats(bench.ctx)->pings;
+    idle.pings_before = stats_total().pings;
     idle.hold_start = sio_now_us();
     mode_timer(idle_hold_done, (uint64_t)(config.hold * 1e6), 0);
 }
 
 static int idle_report(void) {
-    uint64_t pings = sio_ctx_stats(bench.ctx)->pings - idle.pings_before;
-    printf("====== idle: %d clients ======\n", bench.nclients);
-    result("mode=idle");
+    uint64_t pings = stats_total().pings - idle.pings_before;
+    printf("====== idle: %d %s clients ======\n", bench.nclients, config.transport);
+    result("mode=idle transport=%s", config.transport);
     print_connect_summary();
-    uint64_t slowest = sio_ctx_stats(bench.ctx)->ping_delay_max;
+    uint64_t slowest = stats_total().ping_delay_max;
     if (!idle.hold_start) return 1;
     printf("  %-14s %.1f s, %d dropped, %" PRIu64 " pings answered"
            " (slowest %.1f ms after receipt)\n", "held", seconds(idle.hold_us),
            bench.dropped, pings, slowest / 1e3);
     result(" hold_s=%.1f dropped=%d pings=%" PRIu64 " ping_delay_max_us=%" PRIu64,
            seconds(idle.hold_us), bench.dropped, pings, slowest);
-    if (config.pid && idle.rss_ok && bench.ready > 0) {
+    if (npids && idle.rss_ok && bench.ready > 0) {
         double per = ((double)idle.rss_after - (double)idle.rss_before) / bench.ready;
         printf("  %-14s before %" PRIu64 " KB, after %" PRIu64
-               " KB, %.2f KB per client\n", "server RSS", idle.rss_before,
-               idle.rss_after, per);
+               " KB, %.2f KB per client%s\n", "server RSS", idle.rss_before,
+               idle.rss_after, per, npids > 1 ? " (summed)" : "");
+        for (int i = 0; npids > 1 && i < npids; i++)
+            printf("  %-14s pid %ld: before %" PRIu64 " KB, after %" PRIu64 " KB\n",
+                   "", pids[i], idle.rss_each_before[i], idle.rss_each[i]);
         result(" rss_before_kb=%" PRIu64 " rss_after_kb=%" PRIu64
                " rss_per_client_kb=%.2f", idle.rss_before, idle.rss_after, per);
-    } else if (config.pid) {
-        printf("  %-14s cannot read /proc/%ld/status\n", "server RSS", config.pid);
+    } else if (npids) {
+        printf("  %-14s cannot read /proc/PID/status of %s\n", "server RSS",
+               config.pids);
     }
     return bench.failed || bench.dropped;
 }
@@ -585,6 +1032,7 @@ static struct {
 
 static int echo_init(void) {
     if (config.count < 0) config.count = 10000;
+    if (config.size < 0) config.size = 32;
     echo.payload_len = (size_t)config.size + 2;
     echo.payload = malloc(echo.payload_len);
     echo.slots = malloc(sizeof(echo_slot) * (size_t)config.pipeline);
@@ -600,7 +1048,7 @@ static int echo_init(void) {
 
 static void echo_stopping(void) {
     if (echo.t_start) echo.t_end = sio_now_us();
-    if (echo.cpu_ok) echo.cpu_ok = proc_cpu_us(config.pid, &echo.cpu_after) == 0;
+    if (echo.cpu_ok) echo.cpu_ok = procs_cpu_us(&echo.cpu_after, NULL) == 0;
 }
 
 /* Sends until the pipeline is full; a slot still waiting for an out of
@@ -626,7 +1074,7 @@ static void echo_connected(void) {
         return;
     }
     bench.watch = 1;
-    echo.cpu_ok = config.pid && proc_cpu_us(config.pid, &echo.cpu_before) == 0;
+    echo.cpu_ok = procs_cpu_us(&echo.cpu_before, NULL) == 0;
     echo.t_start = sio_now_us();
     echo_fill();
 }
@@ -706,20 +1154,29 @@ static int echo_report(void) {
 
 /* --------------------------------------------------------- fanout */
 
-enum { FO_JOIN, FO_RUN, FO_DONE };
+enum { FO_JOIN, FO_RUN, FO_HOLD, FO_DONE };
+
+#define FO_SEND_ID0 2            /* ack ids of the sends; 1 is the join's */
 
 static struct {
-    int phase;
-    char *join_payload, *send_template, *send_buf;
+    int phase, slow;
+    char *join_payload, *send_template, *send_buf, *pad;
     size_t send_cap;
     int receivers, joins_sent, joins_acked, joins_refused;
     uint64_t last_join, joined_at;
-    long sent;
+    long sent, sends_acked, sends_refused;
     uint64_t delivered, unmatched, expected;
-    uint64_t t_first_send, t_last_delivery, cpu_before, cpu_after;
-    int cpu_ok;
-    char refusal[128];
+    uint64_t port_delivered[MAX_PORTS], port_expected[MAX_PORTS];
+    uint64_t t_first_send, t_last_delivery, t_all_delivered;
+    uint64_t cpu_before, cpu_after, cpu_each_before[MAX_PIDS], cpu_each_after[MAX_PIDS];
+    int cpu_ok, unsettled;   /* unsettled: --settle ran out before quiet */
+    char refusal[128], send_refusal[128];
 } fo;
+
+static void slow_start(void);
+static void slow_tick(uint64_t now);
+static void slow_stopping(void);
+static void slow_report(void);
 
 static char *fanout_default(const char *fmt) {
     size_t n = strlen(fmt) + strlen(config.room) + 1;
@@ -728,30 +1185,55 @@ static char *fanout_default(const char *fmt) {
     return s;
 }
 
+static size_t count_of(const char *s, const char *what) {
+    size_t n = 0;
+    for (const char *p = s; (p = strstr(p, what)) != NULL; p += strlen(what)) n++;
+    return n;
+}
+
 static int fanout_init(void) {
-    if (config.clients < 1) {
+    if (config.clients < (fo.slow ? 0 : 1)) {
         fprintf(stderr, "fanout: -c N is required\n");
         return -1;
     }
     if (config.count < 0) config.count = 100;
+    if (config.rate < 0) config.rate = 10;
+    if (config.size < 0) config.size = 32;
+    if (config.rate == 0 && config.clients < 1) {
+        fprintf(stderr, "--rate 0 needs at least one receiver (-c)\n");
+        return -1;
+    }
     fo.join_payload = config.join_payload ? strdup(config.join_payload)
                                           : fanout_default("\"%s\"");
     fo.send_template = config.send_template ? strdup(config.send_template)
-                                            : fanout_default("\"%s\",{\"ts\":%%TS%%}");
+        : fanout_default(fo.slow ? "\"%s\",{\"ts\":%%TS%%,\"pad\":\"%%PAD%%\"}"
+                                 : "\"%s\",{\"ts\":%%TS%%}");
     if (!fo.join_payload || !fo.send_template) return -1;
     if (!strstr(fo.send_template, "%TS%")) {
         fprintf(stderr, "fanout: the send payload template needs %%TS%%\n");
         return -1;
     }
+    if (fo.slow && !strstr(fo.send_template, "%PAD%"))
+        fprintf(stderr, "warning: slow: the send template has no %%PAD%%,"
+                " so --size is not used\n");
     /* each 4-byte "%TS%" becomes at most 20 digits: 5 times its length */
-    fo.send_cap = strlen(fo.send_template) * 5 + 32;
+    fo.send_cap = strlen(fo.send_template) * 5 + 32 +
+                  count_of(fo.send_template, "%PAD%") * (size_t)config.size;
     fo.send_buf = malloc(fo.send_cap);
+    fo.pad = malloc((size_t)config.size + 1);
+    if (!fo.send_buf || !fo.pad) return -1;
+    memset(fo.pad, 'x', (size_t)config.size);
+    fo.pad[config.size] = '\0';
     fo.receivers = config.clients;
-    return fo.send_buf ? config.clients + 1 : -1;
+    return config.clients + 1 + fo.slow;
 }
 
 static int is_sender(const client *cl) {
     return cl->index == 0;
+}
+
+static int is_slow(const client *cl) {
+    return fo.slow && cl->index == 1;
 }
 
 static void fanout_ready(client *cl) {
@@ -771,7 +1253,8 @@ static void fanout_connected(void) {
     fo.phase = FO_JOIN;
 }
 
-/* Writes the template with every %TS% replaced by 'ts'. */
+/* Writes the template with every %TS% replaced by 'ts' and every %PAD% by
+ * --size bytes of padding. */
 static size_t fanout_format(uint64_t ts) {
     const char *t = fo.send_template;
     size_t n = 0;
@@ -779,6 +1262,10 @@ static size_t fanout_format(uint64_t ts) {
         if (strncmp(t, "%TS%", 4) == 0) {
             n += (size_t)snprintf(fo.send_buf + n, fo.send_cap - n, "%" PRIu64, ts);
             t += 4;
+        } else if (strncmp(t, "%PAD%", 5) == 0) {
+            memcpy(fo.send_buf + n, fo.pad, (size_t)config.size);
+            n += (size_t)config.size;
+            t += 5;
         } else {
             fo.send_buf[n++] = *t++;
         }
@@ -786,18 +1273,49 @@ static size_t fanout_format(uint64_t ts) {
     return n;
 }
 
+/* Each send asks for an ack (id FO_SEND_ID0 + its number): a server that
+ * acks with "ok":false refused it. A server that does not ack is fine. */
 static void fanout_send(void) {
     uint64_t now = sio_now_us();
     size_t len = fanout_format(now);
     if (fo.sent == 0) fo.t_first_send = now;
+    long id = FO_SEND_ID0 + fo.sent;
     fo.sent++;
     progress();
-    if (sio_emit(bench.clients[0].conn, -1, config.send_event, fo.send_buf, len) < 0)
+    if (sio_emit(bench.clients[0].conn, id, config.send_event, fo.send_buf, len) < 0)
         bench_error("sender cannot send");
 }
 
+/* The deliveries still to come for the run to be complete. */
+static uint64_t fanout_needed(void) {
+    return (uint64_t)(config.count - fo.sends_refused) * (uint64_t)fo.receivers;
+}
+
+/* Every message sent and every delivery in: the run ends (slow: after
+ * --hold more seconds of watching). */
+static void fanout_check_done(void) {
+    if (fo.phase != FO_RUN || fo.sent < config.count || fo.delivered < fanout_needed())
+        return;
+    if (!fo.slow) {
+        close_all();
+        return;
+    }
+    fo.phase = FO_HOLD;
+    fo.t_all_delivered = sio_now_us();
+    bench.watch = 0;
+}
+
+/* --rate 0: keeps --pipeline messages ahead of the receivers. */
+static void fanout_fill(void) {
+    while (fo.phase == FO_RUN && fo.sent < config.count &&
+           fo.sent - (long)(fo.delivered / (uint64_t)fo.receivers) - fo.sends_refused
+               < config.pipeline)
+        fanout_send();
+}
+
 static void fanout_stopping(void) {
-    if (fo.cpu_ok) fo.cpu_ok = proc_cpu_us(config.pid, &fo.cpu_after) == 0;
+    if (fo.cpu_ok) fo.cpu_ok = procs_cpu_us(&fo.cpu_after, fo.cpu_each_after) == 0;
+    if (fo.slow) slow_stopping();
     fo.phase = FO_DONE;
 }
 
@@ -809,31 +1327,48 @@ static void fanout_rate_tick(evutil_socket_t fd, short what, void *arg) {
     if (due > config.count) due = config.count;
     while (fo.sent < due) fanout_send();
     if (fo.sent == config.count && bench.timer) event_del(bench.timer);
+    fanout_check_done();
 }
 
 static void fanout_start(void) {
     fo.phase = FO_RUN;
     fo.expected = (uint64_t)config.count * (uint64_t)fo.receivers;
-    fo.cpu_ok = config.pid && proc_cpu_us(config.pid, &fo.cpu_before) == 0;
+    for (int i = 0; i < bench.nclients; i++) {
+        const client *cl = &bench.clients[i];
+        if (!is_sender(cl) && !is_slow(cl) && cl->ctx < nports)
+            fo.port_expected[cl->ctx] += (uint64_t)config.count;
+    }
+    fo.cpu_ok = procs_cpu_us(&fo.cpu_before, fo.cpu_each_before) == 0;
     bench.watch = 1;
+    if (fo.slow) slow_start();
+    if (config.rate == 0) {
+        fanout_fill();
+        return;
+    }
     fanout_send();
-    if (config.rate > 0 && config.count > 1) {
+    if (config.count > 1) {
         double us = 1e6 / config.rate;
         mode_timer(fanout_rate_tick, us < 1000 ? 1000 : (uint64_t)us, 1);
     }
+    fanout_check_done();
 }
 
 /* Join phase: waits for the join acks (or --join-wait after the last join),
  * then for the traffic the joins caused to die down. */
 static void fanout_tick(uint64_t now) {
+    if (fo.slow && fo.phase >= FO_RUN) slow_tick(now);
     if (fo.phase != FO_JOIN) return;
     int acked = fo.joins_acked + fo.joins_refused == fo.joins_sent;
     if (!fo.joined_at) {
         if (!acked && now - fo.last_join < config.join_wait * 1e6) return;
         fo.joined_at = now;
     }
-    if (now - bench.last_rx >= QUIET_US || now - fo.joined_at >= QUIET_MAX_US)
+    if (now - bench.last_rx >= QUIET_US) {
         fanout_start();
+    } else if (now - fo.joined_at >= config.settle * 1e6) {
+        fo.unsettled = 1;
+        fanout_start();
+    }
 }
 
 /* Finds the send timestamp: the digits after "KEY": (quoted or not), for
@@ -859,17 +1394,29 @@ static int fanout_timestamp(const char *s, size_t len, uint64_t *ts) {
     return 0;
 }
 
+static int ack_refuses(const sio_packet *p, char *why, size_t whylen) {
+    if (!memmem(p->data, p->len, "\"ok\":false", 10)) return 0;
+    if (!why[0])
+        snprintf(why, whylen, "%.*s", (int)(p->len > 100 ? 100 : p->len), p->data);
+    return 1;
+}
+
 static void fanout_join_ack(client *cl, const sio_packet *p) {
     cl->join_pending = 0;
     progress();
-    if (!memmem(p->data, p->len, "\"ok\":false", 10)) {
-        fo.joins_acked++;
+    if (ack_refuses(p, fo.refusal, sizeof(fo.refusal))) fo.joins_refused++;
+    else fo.joins_acked++;
+}
+
+static void fanout_send_ack(const sio_packet *p) {
+    if (p->id < FO_SEND_ID0 || p->id >= FO_SEND_ID0 + fo.sent) return;
+    if (!ack_refuses(p, fo.send_refusal, sizeof(fo.send_refusal))) {
+        fo.sends_acked++;
         return;
     }
-    fo.joins_refused++;
-    if (!fo.refusal[0])
-        snprintf(fo.refusal, sizeof(fo.refusal), "%.*s",
-                 (int)(p->len > 100 ? 100 : p->len), p->data);
+    fo.sends_refused++;
+    if (config.rate == 0) fanout_fill();
+    fanout_check_done();
 }
 
 static void fanout_delivery(client *cl, const sio_packet *p) {
@@ -884,18 +1431,20 @@ static void fanout_delivery(client *cl, const sio_packet *p) {
     uint64_t rx = sio_rx_time(cl->conn);
     hist_add(bench.latency, rx > ts ? rx - ts : 0);
     fo.delivered++;
+    if (cl->ctx < nports) fo.port_delivered[cl->ctx]++;
     fo.t_last_delivery = rx;
     progress();
-    if (fo.sent == config.count && fo.delivered >= fo.expected)
-        close_all();
-    else if (config.rate == 0 && fo.delivered == (uint64_t)fo.sent * fo.receivers)
-        fanout_send();
+    if (config.rate == 0) fanout_fill();
+    fanout_check_done();
 }
 
 static void fanout_packet(client *cl, const sio_packet *p) {
     if (p->type == SIO_ACK && p->id == 1 && cl->join_pending)
         fanout_join_ack(cl, p);
-    else if (p->type == SIO_EVENT && !is_sender(cl) && fo.phase == FO_RUN)
+    else if (p->type == SIO_ACK && is_sender(cl) && fo.phase >= FO_RUN)
+        fanout_send_ack(p);
+    else if (p->type == SIO_EVENT && !is_sender(cl) && !is_slow(cl) &&
+             fo.phase >= FO_RUN)
         fanout_delivery(cl, p);
 }
 
@@ -903,50 +1452,288 @@ static void fanout_dropped(client *cl) {
     if (is_sender(cl)) close_all();
 }
 
+static void fanout_report_ports(void) {
+    if (nports < 2) return;
+    printf("  %-14s", "per port");
+    for (int i = 0; i < nports; i++) {
+        printf("%s%d: %" PRIu64 " of %" PRIu64 "%s", i ? ", " : " ", ports[i],
+               fo.port_delivered[i], fo.port_expected[i],
+               fo.port_delivered[i] == 0 && fo.port_expected[i] ? " (none)" : "");
+        result(" port_%d_delivered=%" PRIu64 " port_%d_expected=%" PRIu64,
+               ports[i], fo.port_delivered[i], ports[i], fo.port_expected[i]);
+    }
+    printf("; sender on %d\n", bench.ctx_port[bench.sender_ctx]);
+}
+
+static void fanout_report_cpu(void) {
+    if (!fo.cpu_ok || !fo.delivered) return;
+    double per = (double)(fo.cpu_after - fo.cpu_before) / fo.delivered;
+    printf("  %-14s %.2f s, %.2f us per delivery%s\n", "server CPU",
+           seconds(fo.cpu_after - fo.cpu_before), per,
+           npids > 1 ? ", summed over:" : "");
+    for (int i = 0; npids > 1 && i < npids; i++)
+        printf("  %-14s pid %ld: %.2f s\n", "", pids[i],
+               seconds(fo.cpu_each_after[i] - fo.cpu_each_before[i]));
+    result(" cpu_us_per_delivery=%.3f", per);
+}
+
 static int fanout_report(void) {
     uint64_t t = fo.t_last_delivery > fo.t_first_send
                      ? fo.t_last_delivery - fo.t_first_send : 0;
     double rate = t ? fo.delivered / seconds(t) : 0;
-    uint64_t lost = fo.expected > fo.delivered ? fo.expected - fo.delivered : 0;
-    if (config.rate > 0)
-        printf("====== fanout: %d receivers, %ld messages at %g/s ======\n",
-               config.clients, config.count, config.rate);
+    uint64_t need = fanout_needed();
+    uint64_t lost = need > fo.delivered ? need - fo.delivered : 0;
+    char where[64] = "";
+    if (nports > 1) snprintf(where, sizeof(where), " on %d ports", nports);
+    if (fo.slow)
+        printf("====== slow: 1 reader that stops reading, %d that keep up%s,"
+               " %ld messages of %ld bytes of padding ======\n",
+               config.clients, where, config.count, config.size);
+    else if (config.rate > 0)
+        printf("====== fanout: %d receivers%s, %ld messages at %g/s ======\n",
+               config.clients, where, config.count, config.rate);
     else
-        printf("====== fanout: %d receivers, %ld messages, each after the last"
-               " was delivered ======\n", config.clients, config.count);
-    result("mode=fanout");
+        printf("====== fanout: %d receivers%s, %ld messages, %d ahead of the"
+               " last delivered ======\n", config.clients, where, config.count,
+               config.pipeline);
+    result("mode=%s", fo.slow ? "slow" : "fanout");
     print_connect_summary();
     printf("  %-14s %d of %d acked, %d refused%s%s\n", "joined", fo.joins_acked,
            fo.joins_sent, fo.joins_refused, fo.refusal[0] ? ": " : "", fo.refusal);
+    if (fo.unsettled)
+        printf("  %-14s the traffic of the joins went on for more than %g s"
+               " (--settle): it overlaps the sending\n", "warning", config.settle);
+    printf("  %-14s %ld sent, %ld acked, %ld refused%s%s\n", "sender", fo.sent,
+           fo.sends_acked, fo.sends_refused, fo.send_refusal[0] ? ": " : "",
+           fo.send_refusal);
     printf("  %-14s %ld messages, %" PRIu64 " of %" PRIu64 " deliveries (%" PRIu64
            " lost, %" PRIu64 " without timestamp) in %.3f s: %.0f deliveries/s\n",
-           "delivered", fo.sent, fo.delivered, fo.expected, lost, fo.unmatched,
-           seconds(t), rate);
+           "delivered", fo.sent - fo.sends_refused, fo.delivered, need, lost,
+           fo.unmatched, seconds(t), rate);
     print_latency("latency", bench.latency);
-    result(" rate=%g messages=%ld joins_acked=%d joins_refused=%d delivered=%" PRIu64
-           " expected=%" PRIu64 " lost=%" PRIu64 " unmatched=%" PRIu64
-           " elapsed_ms=%.1f deliveries_per_s=%.0f", config.rate, fo.sent,
-           fo.joins_acked, fo.joins_refused, fo.delivered, fo.expected, lost,
-           fo.unmatched, t / 1e3, rate);
+    result(" settled=%d rate=%g messages=%ld sends_acked=%ld sends_refused=%ld joins_acked=%d"
+           " joins_refused=%d delivered=%" PRIu64 " expected=%" PRIu64
+           " lost=%" PRIu64 " unmatched=%" PRIu64 " elapsed_ms=%.1f"
+           " deliveries_per_s=%.0f", !fo.unsettled, config.rate, fo.sent, fo.sends_acked,
+           fo.sends_refused, fo.joins_acked, fo.joins_refused, fo.delivered,
+           need, lost, fo.unmatched, t / 1e3, rate);
     result_latency("lat", bench.latency);
-    if (fo.cpu_ok && fo.delivered) {
-        double per = (double)(fo.cpu_after - fo.cpu_before) / fo.delivered;
-        printf("  %-14s %.2f s, %.2f us per delivery\n", "server CPU",
-               seconds(fo.cpu_after - fo.cpu_before), per);
-        result(" cpu_us_per_delivery=%.3f", per);
-    }
+    fanout_report_ports();
+    fanout_report_cpu();
+    if (fo.slow) slow_report();
     result(" rx_clock=%s", rx_clock_used());
-    return lost || bench.failed || bench.dropped || fo.joins_refused;
+    return lost || bench.failed || bench.dropped || fo.joins_refused ||
+           fo.sends_refused || fo.sent < config.count;
+}
+
+/* ----------------------------------------------------------- slow */
+
+/* The slow reader (client 1) joins like the others, and stops reading its
+ * socket when the sending starts. From then on the tool looks, every tick,
+ * at the server's end of that TCP connection (an exact sock_diag lookup by
+ * its addresses, cheap whatever the number of sockets on the host): while
+ * the daemon holds it, the socket has an inode; when the daemon closes it
+ * (the slow consumer was cut off), the inode becomes 0 (the kernel still
+ * tries to send what it holds, then a FIN) or the socket is gone. That works
+ * when the server runs on this host. The reader's own socket is watched too
+ * (TCP_INFO): it sees a FIN or RST only when the kernel could deliver it. */
+
+static const char *tcp_state_name(unsigned st) {
+    static const char *names[] = { "?", "ESTABLISHED", "SYN_SENT", "SYN_RECV",
+        "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE", "CLOSE_WAIT",
+        "LAST_ACK", "LISTEN", "CLOSING" };
+    return st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
+}
+
+static struct {
+    client *reader;
+    int sport;                 /* the server's port */
+    int paused, seen;          /* seen: the server's socket was found */
+    int diag_ok;               /* the kernel answers sock_diag lookups */
+    tcp_diag diag;
+    uint64_t t0;               /* the first send */
+    struct timespec t0_wall;   /* the same, on the wall clock */
+    uint64_t t_cut;            /* the daemon let go of the socket */
+    uint64_t t_reader_closed;  /* the reader's socket left ESTABLISHED */
+    unsigned reader_state;
+    long sent_at_cut;
+    uint64_t delivered_at_cut;
+    tcp_sock srv, at_cut;
+    uint64_t rss_start, rss_peak, rss_end, rss_at_cut;
+    int rss_ok, samples;
+    struct event *sample;
+} sl;
+
+/* "HH:MM:SS.mmm" (UTC) of the monotonic time t, for reading server logs. */
+static const char *slow_wall(uint64_t t, char *buf, size_t len) {
+    uint64_t us = (uint64_t)sl.t0_wall.tv_sec * 1000000 +
+                  (uint64_t)sl.t0_wall.tv_nsec / 1000 + (t - sl.t0);
+    time_t sec = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    snprintf(buf, len, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (int)(us % 1000000 / 1000));
+    return buf;
+}
+
+static int slow_init(void) {
+    fo.slow = 1;
+    if (config.clients < 0) config.clients = 1;
+    if (config.count < 0) config.count = 1000;
+    if (config.size < 0) config.size = 1024;
+    if (config.rate < 0) config.rate = 0;
+    if (config.hold < 0) config.hold = 3;
+    return fanout_init();
+}
+
+static unsigned reader_tcp_state(void) {
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    int fd = sio_fd(sl.reader->conn);
+    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0) return 0;
+    return ti.tcpi_state;
+}
+
+/* Looks at both ends of the reader's connection; notes the cut-off. */
+static void slow_check(uint64_t now) {
+    if (!sl.paused || !sl.diag_ok || tcp_diag_get(&sl.diag, &sl.srv) < 0) return;
+    if (sl.srv.found && sl.srv.inode) sl.seen = 1;
+    if (sl.seen && !sl.t_cut && (!sl.srv.found || !sl.srv.inode)) {
+        sl.t_cut = now;
+        sl.at_cut = sl.srv;
+        sl.sent_at_cut = fo.sent;
+        sl.delivered_at_cut = fo.delivered;
+        procs_rss_kb(&sl.rss_at_cut, NULL);
+    }
+    unsigned st = reader_tcp_state();
+    if (st && st != 1 && !sl.t_reader_closed) {
+        sl.t_reader_closed = now;
+        sl.reader_state = st;
+    }
+}
+
+static void slow_sample(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what, (void)arg;
+    uint64_t now = sio_now_us(), rss = 0;
+    slow_check(now);
+    int rss_ok = procs_rss_kb(&rss, NULL) == 0;
+    if (rss_ok && rss > sl.rss_peak) sl.rss_peak = rss;
+    long inq = tcp_inq(sio_fd(sl.reader->conn));
+    if (sl.samples++ == 0)
+        printf("  %7s %10s %8s %10s %12s %12s  %s\n", "t (s)", "RSS (KB)",
+               "sent", "delivered", "srv sndq KB", "rdr rcvq KB", "reader");
+    char rss_s[24] = "?", sq[24] = "-", rq[24] = "-";
+    if (rss_ok) snprintf(rss_s, sizeof(rss_s), "%" PRIu64, rss);
+    if (sl.srv.found) snprintf(sq, sizeof(sq), "%lu", sl.srv.txq / 1024);
+    if (inq >= 0) snprintf(rq, sizeof(rq), "%ld", inq / 1024);
+    const char *state = sl.t_cut ? "cut off" : sl.seen ? "open"
+                        : "server socket not seen";
+    printf("  %7.1f %10s %8ld %10" PRIu64 " %12s %12s  %s\n",
+           seconds(now - sl.t0), rss_s, fo.sent, fo.delivered, sq, rq, state);
+    fflush(stdout);
+}
+
+static void slow_start(void) {
+    struct timeval tv = { (time_t)config.interval,
+                          (suseconds_t)((config.interval - (time_t)config.interval) * 1e6) };
+    sl.reader = &bench.clients[1];
+    sl.t0 = sio_now_us();
+    clock_gettime(CLOCK_REALTIME, &sl.t0_wall);
+    sl.rss_ok = procs_rss_kb(&sl.rss_start, NULL) == 0;
+    sl.rss_peak = sl.rss_start;
+    if (sl.reader->state != CL_READY) return;
+    sio_pause(sl.reader->conn);
+    sl.paused = 1;
+    sl.diag_ok = tcp_diag_open(&sl.diag, sio_fd(sl.reader->conn)) == 0;
+    sl.sport = bench.ctx_port[sl.reader->ctx];
+    char wall[32];
+    printf("====== slow: the reader on port %d stopped reading; every %g s,"
+           " from the first send (%s UTC) ======\n", sl.sport, config.interval,
+           slow_wall(sl.t0, wall, sizeof(wall)));
+    slow_sample(-1, 0, NULL);
+    sl.sample = event_new(bench.base, -1, EV_PERSIST, slow_sample, NULL);
+    if (sl.sample) event_add(sl.sample, &tv);
+}
+
+static void slow_tick(uint64_t now) {
+    slow_check(now);
+    if (fo.phase == FO_HOLD && now - fo.t_all_delivered >= config.hold * 1e6)
+        close_all();
+}
+
+/* The reader never answers a close: it is aborted. */
+static void slow_stopping(void) {
+    if (sl.sample) {
+        slow_sample(-1, 0, NULL);
+        event_free(sl.sample);
+        sl.sample = NULL;
+    }
+    if (sl.rss_ok) sl.rss_ok = procs_rss_kb(&sl.rss_end, NULL) == 0;
+    if (sl.paused) tcp_diag_close(&sl.diag);
+    if (sl.reader && sl.reader->state == CL_READY) {
+        sio_abort(sl.reader->conn);
+        sl.reader->state = CL_DONE;
+    }
+}
+
+static void slow_report(void) {
+    if (!sl.paused) {
+        printf("  %-14s was not connected when the sending started\n", "slow reader");
+        result(" cut_off=0");
+        return;
+    }
+    size_t msg = fo.send_cap ? fanout_format(0) : 0;   /* about one message */
+    char wall[32];
+    if (sl.t_cut) {
+        printf("  %-14s cut off: the server closed its socket %.3f s after the first"
+               " send (%s UTC), when %ld messages (about %.1f MB) had been sent"
+               " into the room; its socket then: %s, %lu KB still in its kernel"
+               " send queue\n", "slow reader", seconds(sl.t_cut - sl.t0),
+               slow_wall(sl.t_cut, wall, sizeof(wall)), sl.sent_at_cut,
+               sl.sent_at_cut * (double)msg / 1048576.0,
+               sl.at_cut.found ? tcp_state_name(sl.at_cut.state) : "gone",
+               sl.at_cut.txq / 1024);
+        printf("  %-14s (a server may decide earlier and close later, after a"
+               " grace period for the close handshake: see its log)\n", "");
+        result(" cut_off=1 cut_off_s=%.3f sent_at_cut=%ld",
+               seconds(sl.t_cut - sl.t0), sl.sent_at_cut);
+    } else if (sl.seen) {
+        printf("  %-14s not cut off: the server still held its socket at the end"
+               " (%s, %lu KB in its kernel send queue)\n", "slow reader",
+               tcp_state_name(sl.srv.state), sl.srv.txq / 1024);
+        result(" cut_off=0");
+    } else {
+        printf("  %-14s unknown: the server's end of the connection (port %d)"
+               " was not found with sock_diag%s; is the server on this host?\n",
+               "slow reader", sl.sport, sl.diag_ok ? "" : " (unavailable)");
+        result(" cut_off=unknown");
+    }
+    if (sl.t_reader_closed)
+        printf("  %-14s its own socket went %s %.3f s after the first send\n", "",
+               tcp_state_name(sl.reader_state), seconds(sl.t_reader_closed - sl.t0));
+    else
+        printf("  %-14s its own socket stayed ESTABLISHED (what the server sent"
+               " last, FIN included, waits behind the unread bytes)\n", "");
+    if (sl.rss_ok) {
+        printf("  %-14s start %" PRIu64 " KB, peak %" PRIu64 " KB, end %" PRIu64
+               " KB", "server RSS", sl.rss_start, sl.rss_peak, sl.rss_end);
+        if (sl.t_cut) printf(", at the cut-off %" PRIu64 " KB", sl.rss_at_cut);
+        printf("\n");
+        result(" rss_start_kb=%" PRIu64 " rss_peak_kb=%" PRIu64 " rss_end_kb=%"
+               PRIu64, sl.rss_start, sl.rss_peak, sl.rss_end);
+    }
 }
 
 /* --------------------------------------------------------- main */
 
 static const mode modes[] = {
-    { "idle", idle_init, NULL, idle_connected, NULL, NULL, NULL,
+    { "idle", 0, idle_init, NULL, idle_connected, NULL, NULL, NULL,
       idle_stopping, idle_report },
-    { "echo", echo_init, NULL, echo_connected, echo_packet, echo_dropped, NULL,
+    { "echo", 0, echo_init, NULL, echo_connected, echo_packet, echo_dropped, NULL,
       echo_stopping, echo_report },
-    { "fanout", fanout_init, fanout_ready, fanout_connected, fanout_packet,
+    { "fanout", 1, fanout_init, fanout_ready, fanout_connected, fanout_packet,
+      fanout_dropped, fanout_tick, fanout_stopping, fanout_report },
+    { "slow", 1, slow_init, fanout_ready, fanout_connected, fanout_packet,
       fanout_dropped, fanout_tick, fanout_stopping, fanout_report },
 };
 
@@ -956,23 +1743,51 @@ static const mode *mode_find(const char *name) {
     return NULL;
 }
 
-static int bench_setup(void) {
+/* Adds a context for 'port'; returns its index, or -1. */
+static int bench_add_ctx(int port, int polling, int rcvbuf) {
     static const sio_callbacks cb = { on_ready, on_packet, on_closed };
     sio_options o = {
-        .host = config.host, .port = config.port, .path = config.path,
+        .host = config.host, .port = port, .path = config.path,
         .nsp = config.nsp, .query = config.query, .auth = config.auth,
         .kernel_rx_time = !strcmp(config.rx_clock, "kernel"),
         .max_message = MAX_PAYLOAD + 1024,
+        .polling = polling, .rcvbuf = rcvbuf,
     };
     char err[256];
-    struct timeval tick = { 0, TICK_US };
-    bench.base = event_base_new();
-    if (!bench.base) return -1;
-    bench.ctx = sio_ctx_new(bench.base, &o, &cb, err, sizeof(err));
-    if (!bench.ctx) {
+    sio_ctx *x = sio_ctx_new(bench.base, &o, &cb, err, sizeof(err));
+    if (!x) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
+    bench.ctx[bench.nctx] = x;
+    bench.ctx_port[bench.nctx] = port;
+    return bench.nctx++;
+}
+
+/* One context per --port; the sender's port when it is not among them; the
+ * slow reader's (the first port, always WebSocket, with --rcvbuf). */
+static int bench_contexts(void) {
+    int polling = !strcmp(config.transport, "polling");
+    bench.sender_ctx = bench.slow_ctx = -1;
+    for (int i = 0; i < nports; i++)
+        if (bench_add_ctx(ports[i], polling, 0) < 0) return -1;
+    if (bench.mode->sender) {
+        int sp = config.sender_port ? config.sender_port : ports[0];
+        for (int i = 0; i < nports && bench.sender_ctx < 0; i++)
+            if (ports[i] == sp) bench.sender_ctx = i;
+        if (bench.sender_ctx < 0 &&
+            (bench.sender_ctx = bench_add_ctx(sp, polling, 0)) < 0)
+            return -1;
+    }
+    if (fo.slow && (bench.slow_ctx = bench_add_ctx(ports[0], 0, config.rcvbuf)) < 0)
+        return -1;
+    return 0;
+}
+
+static int bench_setup(void) {
+    struct timeval tick = { 0, TICK_US };
+    bench.base = event_base_new();
+    if (!bench.base || bench_contexts() < 0) return -1;
     bench.clients = calloc((size_t)bench.nclients, sizeof(client));
     bench.handshake = hist_new();
     bench.latency = hist_new();
@@ -981,7 +1796,10 @@ static int bench_setup(void) {
     if (!bench.clients || !bench.handshake || !bench.latency || !bench.tick ||
         !bench.sigint)
         return -1;
-    for (int i = 0; i < bench.nclients; i++) bench.clients[i].index = i;
+    for (int i = 0; i < bench.nclients; i++) {
+        bench.clients[i].index = i;
+        bench.clients[i].ctx = client_ctx(i);
+    }
     event_add(bench.tick, &tick);
     event_add(bench.sigint, NULL);
     return 0;
@@ -996,13 +1814,44 @@ static void bench_cleanup(void) {
     if (bench.sigint) event_free(bench.sigint);
     hist_free(bench.handshake);
     hist_free(bench.latency);
-    sio_ctx_free(bench.ctx);
+    for (int i = 0; i < bench.nctx; i++) sio_ctx_free(bench.ctx[i]);
     if (bench.base) event_base_free(bench.base);
     free(echo.payload);
     free(echo.slots);
     free(fo.join_payload);
     free(fo.send_template);
     free(fo.send_buf);
+    free(fo.pad);
+}
+
+/* Redis memory and keys per connected client: sampled at the start, when
+ * the run ends (every client still connected) and --redis-wait s after the
+ * close. */
+static int report_redis(void) {
+    if (!rtarget.on) return 0;
+    if (!redis_before.ok || !redis_after.ok) {
+        printf("  %-14s %s\n", "redis", !redis_before.ok ? redis_before.err
+                                                         : redis_after.err);
+        return 1;
+    }
+    double n = bench.ready > 0 ? bench.ready : 1;
+    double mem = ((double)redis_after.mem - (double)redis_before.mem) / n;
+    double keys = (double)(redis_after.keys - redis_before.keys) / n;
+    printf("  %-14s used_memory %" PRIu64 " -> %" PRIu64 " bytes, keys %lld -> %lld:"
+           " %.0f bytes and %.2f keys per session\n", "redis", redis_before.mem,
+           redis_after.mem, redis_before.keys, redis_after.keys, mem, keys);
+    result(" redis_mem_before=%" PRIu64 " redis_mem_after=%" PRIu64
+           " redis_keys_before=%lld redis_keys_after=%lld"
+           " redis_bytes_per_session=%.0f redis_keys_per_session=%.2f",
+           redis_before.mem, redis_after.mem, redis_before.keys, redis_after.keys,
+           mem, keys);
+    if (redis_closed.ok) {
+        printf("  %-14s %g s after the close: used_memory %" PRIu64 " bytes, keys %lld\n",
+               "", config.redis_wait, redis_closed.mem, redis_closed.keys);
+        result(" redis_mem_closed=%" PRIu64 " redis_keys_closed=%lld",
+               redis_closed.mem, redis_closed.keys);
+    }
+    return 0;
 }
 
 static int bench_run(void) {
@@ -1018,7 +1867,12 @@ static int bench_run(void) {
     progress();
     connect_more();
     event_base_dispatch(bench.base);
+    if (rtarget.on) {
+        usleep((useconds_t)(config.redis_wait * 1e6));
+        redis_take(&redis_closed);
+    }
     int failed = bench.mode->report();
+    failed |= report_redis();
     if (bench.error[0]) printf("  %-14s %s\n", "error", bench.error);
     printf("RESULT %s ok=%d\n", result_buf, !failed && !bench.error[0]);
     return failed || bench.error[0] ? 1 : 0;
@@ -1040,8 +1894,9 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    if (config.pid && !strcmp(bench.mode->name, "idle"))
-        idle.rss_ok = proc_rss_kb(config.pid, &idle.rss_before) == 0;
+    if (!strcmp(bench.mode->name, "idle"))
+        idle.rss_ok = procs_rss_kb(&idle.rss_before, idle.rss_each_before) == 0;
+    if (rtarget.on) redis_take(&redis_before);
     signal(SIGPIPE, SIG_IGN);
     bench.nclients = bench.mode->init();
     int rc = bench.nclients > 0 ? bench_run() : 2;

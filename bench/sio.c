@@ -33,6 +33,18 @@
  * Errors are sticky and reported from the loop: a write error inside
  * sio_emit() is remembered and the read event activated, so teardown and the
  * 'closed' callback never run inside a caller's own sio_* call.
+ *
+ * Polling. With sio_options.polling a connection is an Engine.IO session
+ * over HTTP long-polling instead, made of two libevent evhttp connections:
+ * one always holds a GET open (the server answers it with a payload of
+ * packets separated by \x1e, and the next GET goes out at once), the other
+ * carries POSTs, one at a time; packets queued meanwhile go together in the
+ * next POST. The states are the same from OPENING on (the handshake GET
+ * answers with the open packet and its sid). Receive times are the times
+ * the responses were read (no kernel timestamps). The 'rev' event has no
+ * socket then: it only carries deferred outcomes, and the evhttp
+ * connections are freed from it when teardown happens inside one of their
+ * own callbacks.
  */
 #define _GNU_SOURCE
 #include "sio.h"
@@ -52,7 +64,9 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/http.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -83,7 +97,13 @@ struct sio_ctx {
     char *disconnect_pkt; /* Engine.IO message "41[/name,]" */
     char *event_prefix;   /* "42[/name,]" */
     int kernel_rx_time;
+    int rcvbuf;
     size_t max_message;
+    int polling;
+    int port;
+    char numhost[64];     /* the resolved address, numeric, for evhttp */
+    char *host_header;    /* "host:port" */
+    char *poll_uri;       /* "PATH?EIO=4&transport=polling[&query]" */
     uint64_t mask_state;
     sio_stats stats;
     unsigned char scratch[SCRATCH_SIZE];
@@ -102,6 +122,13 @@ struct sio_conn {
     size_t need;          /* buffered bytes needed before parsing again */
     uint64_t rx_us;
     char key[32];
+    /* polling */
+    int polling;
+    int post_busy;        /* a POST is in flight */
+    int in_cb;            /* inside one of this connection's evhttp callbacks */
+    struct evhttp_connection *get_con, *post_con;
+    struct evbuffer *post_q; /* packets for the next POST, \x1e separated */
+    char sid[64];
 };
 
 typedef struct ws_frame {
@@ -112,6 +139,8 @@ typedef struct ws_frame {
 
 static void conn_readable(evutil_socket_t fd, short what, void *arg);
 static void conn_writable(evutil_socket_t fd, short what, void *arg);
+static int poll_queue(sio_conn *c, const struct iovec *iov, int iovcnt);
+static void poll_release(sio_conn *c);
 
 /* ---------------------------------------------------------------- utils */
 
@@ -175,6 +204,12 @@ static int ctx_resolve(sio_ctx *x, const char *host, int port,
     memcpy(&x->addr, res->ai_addr, res->ai_addrlen);
     x->addrlen = res->ai_addrlen;
     freeaddrinfo(res);
+    x->port = port;
+    if (getnameinfo((struct sockaddr *)&x->addr, x->addrlen, x->numhost,
+                    sizeof(x->numhost), NULL, 0, NI_NUMERICHOST) != 0) {
+        snprintf(err, errlen, "cannot print the address of %s", host);
+        return -1;
+    }
     return 0;
 }
 
@@ -191,6 +226,11 @@ static int ctx_build_strings(sio_ctx *x, const sio_options *o) {
         "Sec-WebSocket-Key: ",
         o->path, *q ? "&" : "", q,
         v6 ? "[" : "", o->host, v6 ? "]" : "", o->port);
+    x->host_header = str_printf("%s%s%s:%d", v6 ? "[" : "", o->host,
+                                v6 ? "]" : "", o->port);
+    x->poll_uri = str_printf("%s?EIO=4&transport=polling%s%s", o->path,
+                             *q ? "&" : "", q);
+    if (!x->host_header || !x->poll_uri) return -1;
     int root = strcmp(o->nsp, "/") == 0;
     x->nsp = strdup(o->nsp);
     x->nsp_prefix = root ? strdup("") : str_printf("%s,", o->nsp);
@@ -215,7 +255,9 @@ sio_ctx *sio_ctx_new(struct event_base *base, const sio_options *o,
     }
     x->base = base;
     x->cb = *cb;
-    x->kernel_rx_time = o->kernel_rx_time;
+    x->kernel_rx_time = o->kernel_rx_time && !o->polling;
+    x->rcvbuf = o->rcvbuf;
+    x->polling = o->polling;
     x->max_message = o->max_message;
     if (RAND_bytes((unsigned char *)&x->mask_state, sizeof(x->mask_state)) != 1)
         x->mask_state = sio_now_us();
@@ -239,6 +281,8 @@ void sio_ctx_free(sio_ctx *x) {
     free(x->connect_pkt);
     free(x->disconnect_pkt);
     free(x->event_prefix);
+    free(x->host_header);
+    free(x->poll_uri);
     free(x);
 }
 
@@ -255,6 +299,10 @@ static void conn_teardown(sio_conn *c) {
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
     c->state = ST_CLOSED;
+    if (!c->polling) return;
+    /* an evhttp connection is not freed from inside its own callback */
+    if (c->in_cb) event_active(c->rev, EV_READ, 0);
+    else poll_release(c);
 }
 
 /* Tears the connection down and reports 'err' (NULL: clean close). Called
@@ -345,9 +393,18 @@ static int ws_send(sio_conn *c, int op, const struct iovec *iov, int iovcnt) {
     return conn_flush(c);
 }
 
-static int ws_send_text(sio_conn *c, const char *s, size_t len) {
+/* Sends one Engine.IO packet made of the iov parts, on either transport. */
+static int eio_send(sio_conn *c, const struct iovec *iov, int iovcnt) {
+    if (c->polling) {
+        if (c->defer || c->state == ST_CLOSED || c->state == ST_CLOSING) return -1;
+        return poll_queue(c, iov, iovcnt);
+    }
+    return ws_send(c, WS_TEXT, iov, iovcnt);
+}
+
+static int eio_send_text(sio_conn *c, const char *s, size_t len) {
     struct iovec iov = { (void *)s, len };
-    return ws_send(c, WS_TEXT, &iov, 1);
+    return eio_send(c, &iov, 1);
 }
 
 int sio_emit(sio_conn *c, long id, const char *event,
@@ -364,7 +421,7 @@ int sio_emit(sio_conn *c, long id, const char *event,
         { (void *)args, argslen },
         { "]", 1 },
     };
-    return ws_send(c, WS_TEXT, iov, 7);
+    return eio_send(c, iov, 7);
 }
 
 /* ---------------------------------------------------------- Socket.IO */
@@ -443,8 +500,21 @@ static void eio_message(sio_conn *c, const char *m, size_t n) {
     switch (m[0]) {
     case '0':
         if (c->state != ST_OPENING) return;
+        if (c->polling) {
+            const char *sid = memmem(m, n, "\"sid\":\"", 7);
+            size_t i = 0;
+            if (sid)
+                for (sid += 7; sid + i < m + n && sid[i] != '"' &&
+                               i < sizeof(c->sid) - 1; i++)
+                    c->sid[i] = sid[i];
+            c->sid[i] = '\0';
+            if (!i) {
+                conn_fail(c, "engine.io: open packet without a sid");
+                return;
+            }
+        }
         c->state = ST_JOINING;
-        ws_send_text(c, c->x->connect_pkt, strlen(c->x->connect_pkt));
+        eio_send_text(c, c->x->connect_pkt, strlen(c->x->connect_pkt));
         break;
     case '1':
         conn_fail(c, "engine.io: server closed the session");
@@ -453,7 +523,7 @@ static void eio_message(sio_conn *c, const char *m, size_t n) {
         char pong[64] = "3";
         size_t len = n > sizeof(pong) ? sizeof(pong) : n;
         memcpy(pong + 1, m + 1, len - 1);
-        ws_send_text(c, pong, len);
+        eio_send_text(c, pong, len);
         ping_answered(c);
         break;
     }
@@ -732,6 +802,207 @@ static void conn_readable(evutil_socket_t fd, short what, void *arg) {
     }
 }
 
+/* ------------------------------------------------------------ polling */
+
+static void poll_release(sio_conn *c) {
+    if (c->get_con) evhttp_connection_free(c->get_con);
+    if (c->post_con) evhttp_connection_free(c->post_con);
+    c->get_con = c->post_con = NULL;
+}
+
+/* The 'rev' event of a polling connection: deferred outcomes, and the
+ * release of the evhttp connections after a teardown in their callback. */
+static void poll_deferred(evutil_socket_t fd, short what, void *arg) {
+    sio_conn *c = arg;
+    (void)fd, (void)what;
+    if (c->state == ST_CLOSED)
+        poll_release(c);
+    else if (c->defer == DEFER_CLEAN)
+        conn_finish(c, NULL);
+    else if (c->defer)
+        conn_fail(c, "http: %s", strerror(c->defer));
+}
+
+static struct evhttp_request *poll_request(sio_conn *c,
+                                           void (*cb)(struct evhttp_request *, void *)) {
+    struct evhttp_request *r = evhttp_request_new(cb, c);
+    if (r) evhttp_add_header(evhttp_request_get_output_headers(r), "Host",
+                             c->x->host_header);
+    return r;
+}
+
+/* Starts a request; the uri gets the sid once it is known. evhttp frees the
+ * request when it cannot be started. */
+static int poll_start(sio_conn *c, struct evhttp_connection *con,
+                      struct evhttp_request *r, enum evhttp_cmd_type type) {
+    char uri[2048];
+    int n = snprintf(uri, sizeof(uri), "%s%s%s", c->x->poll_uri,
+                     c->sid[0] ? "&sid=" : "", c->sid);
+    if (n < 0 || (size_t)n >= sizeof(uri)) {
+        evhttp_request_free(r);
+        return -1;
+    }
+    if (evhttp_make_request(con, r, type, uri) < 0) return -1;
+    /* the socket exists once the request is started (connecting or not) */
+    int fd = bufferevent_getfd(evhttp_connection_get_bufferevent(con)), one = 1;
+    if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return 0;
+}
+
+static void poll_http_failed(sio_conn *c, const char *what,
+                             struct evhttp_request *r) {
+    int code = r ? evhttp_request_get_response_code(r) : 0;
+    if (code == 0) {
+        conn_fail(c, "%s: connection failed or closed by server", what);
+        return;
+    }
+    struct evbuffer *b = evhttp_request_get_input_buffer(r);
+    size_t n = evbuffer_get_length(b);
+    if (n > 100) n = 100;
+    conn_fail(c, "%s: HTTP %d %.*s", what, code, (int)n,
+              n ? (const char *)evbuffer_pullup(b, (ev_ssize_t)n) : "");
+}
+
+static void poll_get_done(struct evhttp_request *r, void *arg);
+
+static int poll_get(sio_conn *c) {
+    struct evhttp_request *r = poll_request(c, poll_get_done);
+    if (!r) return -1;
+    return poll_start(c, c->get_con, r, EVHTTP_REQ_GET);
+}
+
+/* Splits a payload into its packets; binary ("b...") ones are ignored. */
+static void poll_payload(sio_conn *c, const char *p, size_t n) {
+    while (n > 0 && c->state != ST_CLOSED) {
+        const char *e = memchr(p, '\x1e', n);
+        size_t len = e ? (size_t)(e - p) : n;
+        if (len && p[0] != 'b') eio_message(c, p, len);
+        if (!e) break;
+        p = e + 1;
+        n -= len + 1;
+    }
+}
+
+static void poll_get_done(struct evhttp_request *r, void *arg) {
+    sio_conn *c = arg;
+    if (c->state == ST_CLOSED || c->state == ST_CLOSING) return;
+    c->in_cb++;
+    if (!r || evhttp_request_get_response_code(r) != 200) {
+        poll_http_failed(c, "GET", r);
+    } else {
+        struct evbuffer *b = evhttp_request_get_input_buffer(r);
+        size_t n = evbuffer_get_length(b);
+        c->rx_us = sio_now_us();
+        poll_payload(c, n ? (const char *)evbuffer_pullup(b, -1) : "", n);
+        if (c->state != ST_CLOSED && c->state != ST_CLOSING && poll_get(c) < 0)
+            conn_fail(c, "GET: cannot start the request");
+    }
+    c->in_cb--;
+}
+
+static void poll_post_done(struct evhttp_request *r, void *arg);
+
+/* Sends everything queued in one POST, unless one is in flight. */
+static void poll_flush(sio_conn *c) {
+    if (c->post_busy || !c->sid[0] || c->state == ST_CLOSED ||
+        evbuffer_get_length(c->post_q) == 0)
+        return;
+    struct evhttp_request *r = poll_request(c, poll_post_done);
+    if (!r) {
+        conn_defer(c, ENOMEM);
+        return;
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(r), "Content-Type",
+                      "text/plain;charset=UTF-8");
+    evbuffer_add_buffer(evhttp_request_get_output_buffer(r), c->post_q);
+    if (poll_start(c, c->post_con, r, EVHTTP_REQ_POST) < 0) {
+        conn_defer(c, EIO);
+        return;
+    }
+    c->post_busy = 1;
+}
+
+static void poll_post_done(struct evhttp_request *r, void *arg) {
+    sio_conn *c = arg;
+    c->post_busy = 0;
+    if (c->state == ST_CLOSED) return;
+    c->in_cb++;
+    if (!r || evhttp_request_get_response_code(r) != 200)
+        poll_http_failed(c, "POST", r);
+    else if (c->state == ST_CLOSING && evbuffer_get_length(c->post_q) == 0)
+        conn_finish(c, NULL);   /* the close packet went out */
+    else
+        poll_flush(c);
+    c->in_cb--;
+}
+
+/* Appends one packet to the next POST (no state check: the close uses it). */
+static int poll_queue(sio_conn *c, const struct iovec *iov, int iovcnt) {
+    if (evbuffer_get_length(c->post_q) > 0 &&
+        evbuffer_add(c->post_q, "\x1e", 1) < 0)
+        goto nomem;
+    for (int i = 0; i < iovcnt; i++)
+        if (evbuffer_add(c->post_q, iov[i].iov_base, iov[i].iov_len) < 0)
+            goto nomem;
+    poll_flush(c);
+    return c->defer ? -1 : 0;
+nomem:
+    conn_defer(c, ENOMEM);
+    return -1;
+}
+
+/* Socket.IO DISCONNECT when joined, then the Engine.IO close packet; the
+ * connection is done when the POST that carries them is answered. */
+static void poll_close(sio_conn *c) {
+    if (!c->sid[0]) {
+        conn_defer(c, DEFER_CLEAN);
+        return;
+    }
+    struct iovec iov = { c->x->disconnect_pkt, strlen(c->x->disconnect_pkt) };
+    if (c->state == ST_READY) poll_queue(c, &iov, 1);
+    iov.iov_base = "1";
+    iov.iov_len = 1;
+    poll_queue(c, &iov, 1);
+    c->state = ST_CLOSING;
+}
+
+static struct evhttp_connection *poll_con_new(sio_conn *c) {
+    struct evhttp_connection *con =
+        evhttp_connection_base_new(c->x->base, NULL, c->x->numhost,
+                                   (unsigned short)c->x->port);
+    if (!con) return NULL;
+    /* a GET is held for up to pingInterval: allow much more than that */
+    evhttp_connection_set_timeout(con, 3600);
+    evhttp_connection_set_max_body_size(con, (ev_ssize_t)c->x->max_message);
+    return con;
+}
+
+static sio_conn *poll_connect(sio_ctx *x, void *udata) {
+    sio_conn *c = calloc(1, sizeof(*c));
+    if (!c) goto nomem;
+    c->x = x;
+    c->fd = -1;
+    c->udata = udata;
+    c->polling = 1;
+    c->state = ST_OPENING;
+    c->post_q = evbuffer_new();
+    c->rev = event_new(x->base, -1, 0, poll_deferred, c);
+    if (!c->post_q || !c->rev) goto nomem;
+    c->get_con = poll_con_new(c);
+    c->post_con = poll_con_new(c);
+    if (!c->get_con || !c->post_con) goto nomem;
+    if (poll_get(c) < 0) {
+        sio_conn_free(c);
+        errno = EIO;
+        return NULL;
+    }
+    return c;
+nomem:
+    sio_conn_free(c);
+    errno = ENOMEM;
+    return NULL;
+}
+
 /* ------------------------------------------------------------- connect */
 
 static void conn_upgrade(sio_conn *c) {
@@ -786,12 +1057,15 @@ static int socket_setup(sio_ctx *x) {
     int fd = socket(x->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (x->rcvbuf > 0)   /* before connect(), so that the window scale fits */
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &x->rcvbuf, sizeof(x->rcvbuf));
     if (x->kernel_rx_time)
         setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
     return fd;
 }
 
 sio_conn *sio_connect(sio_ctx *x, void *udata) {
+    if (x->polling) return poll_connect(x, udata);
     int fd = socket_setup(x);
     if (fd < 0) return NULL;
     sio_conn *c = conn_new(x, fd, udata);
@@ -815,6 +1089,10 @@ sio_conn *sio_connect(sio_ctx *x, void *udata) {
 
 void sio_close(sio_conn *c) {
     if (c->state == ST_CLOSED || c->state == ST_CLOSING) return;
+    if (c->polling) {
+        poll_close(c);
+        return;
+    }
     if (c->state < ST_OPENING) {
         event_del(c->wev);
         conn_defer(c, DEFER_CLEAN);
@@ -823,7 +1101,7 @@ void sio_close(sio_conn *c) {
     static const unsigned char normal[2] = { 0x03, 0xe8 };   /* 1000 */
     struct iovec iov = { (void *)normal, 2 };
     if (c->state == ST_READY)
-        ws_send_text(c, c->x->disconnect_pkt, strlen(c->x->disconnect_pkt));
+        eio_send_text(c, c->x->disconnect_pkt, strlen(c->x->disconnect_pkt));
     ws_send(c, WS_CLOSE, &iov, 1);
     c->state = ST_CLOSING;
 }
@@ -832,9 +1110,19 @@ void sio_abort(sio_conn *c) {
     conn_teardown(c);
 }
 
+void sio_pause(sio_conn *c) {
+    if (!c->polling && c->rev) event_del(c->rev);
+}
+
+int sio_fd(const sio_conn *c) {
+    return c->fd;
+}
+
 void sio_conn_free(sio_conn *c) {
     if (!c) return;
     conn_teardown(c);
+    poll_release(c);
+    if (c->post_q) evbuffer_free(c->post_q);
     if (c->rev) event_free(c->rev);
     if (c->wev) event_free(c->wev);
     if (c->in) evbuffer_free(c->in);

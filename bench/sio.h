@@ -1,9 +1,10 @@
 /* sio.h -- a minimal Socket.IO v5 client for load generation.
  *
- * One sio_ctx describes the target (address, path, namespace, query, auth)
- * and the callbacks; it opens any number of sio_conn on one libevent base.
- * Each connection does the HTTP/1.1 WebSocket upgrade, the Engine.IO v4
- * open, answers Engine.IO pings, and the Socket.IO CONNECT to its namespace.
+ * One sio_ctx describes the target (address, path, namespace, query, auth,
+ * transport) and the callbacks; it opens any number of sio_conn on one
+ * libevent base. Each connection opens an Engine.IO v4 session (over a
+ * WebSocket, or over HTTP long-polling), answers Engine.IO pings, and does
+ * the Socket.IO CONNECT to its namespace.
  *
  * Callback rules (as in libuv and hiredis):
  *  - callbacks run only from the event loop, never from inside a sio_* call;
@@ -52,6 +53,8 @@ typedef struct sio_options {
     const char *auth;     /* CONNECT auth JSON or NULL */
     int kernel_rx_time;   /* take receive times from SO_TIMESTAMPNS */
     size_t max_message;   /* largest WebSocket message accepted */
+    int polling;          /* 1: HTTP long-polling instead of a WebSocket */
+    int rcvbuf;           /* SO_RCVBUF of each WebSocket socket, 0: system */
 } sio_options;
 
 /* Counters over all connections of a context. */
@@ -84,6 +87,15 @@ void sio_close(sio_conn *c);
 
 /* Closes the socket at once; no callback follows. */
 void sio_abort(sio_conn *c);
+
+/* Stops reading the connection's socket for good (WebSocket only): nothing
+ * is read, no ping is answered and no callback fires any more, whatever the
+ * server does; only sio_abort() and sio_conn_free() remain. For simulating
+ * a client that has stopped reading. */
+void sio_pause(sio_conn *c);
+
+/* The WebSocket connection's socket, -1 for polling or once closed. */
+int sio_fd(const sio_conn *c);
 
 /* Frees a connection, aborting it first if needed. */
 void sio_conn_free(sio_conn *c);
