@@ -1324,7 +1324,60 @@ static json_object *parse_roles(const char *spec, char *err, size_t errlen)
 	return o;
 }
 
-static const struct sio_nsp_ops nsp_ops = { on_connect, on_event, on_disconnect };
+/* Connection state recovery: the rooms the client joined (with what to run
+ * for each when it leaves) go with the saved socket and come back with it. */
+static json_object *on_save(struct sio_socket *s, void *ud)
+{
+	struct app_sock *as = sio_data(s);
+	(void)ud;
+	if (!as || !as->accepted)
+		return NULL;
+	json_object *v = json_object_new_array();
+	for (size_t i = 0; i < as->njoined; i++) {
+		json_object *j = json_object_new_object();
+		json_object_object_add(j, "room", json_object_new_string(as->joined[i].room));
+		if (as->joined[i].leave)
+			json_object_object_add(j, "leave", json_object_new_string(as->joined[i].leave->name));
+		json_object_object_add(j, "req", json_object_get(as->joined[i].req));
+		json_object_array_add(v, j);
+	}
+	return v;
+}
+
+static void restored(int err, int first, void *ud)
+{
+	(void)err;
+	(void)first;
+	req_free(ud);
+}
+
+static void on_restore(struct sio_socket *s, json_object *state, void *ud)
+{
+	struct app *a = ud;
+	struct app_sock *as = sio_data(s);
+	if (!as || !as->accepted || !json_object_is_type(state, json_type_array))
+		return;
+	for (size_t i = 0; i < json_object_array_length(state); i++) {
+		json_object *e = json_object_array_get_idx(state, i), *room, *leave, *req;
+		if (!json_object_object_get_ex(e, "room", &room) || !json_object_is_type(room, json_type_string))
+			continue;
+		if (as->njoined == as->capjoined) {
+			size_t cap = as->capjoined ? 2 * as->capjoined : 4;
+			as->joined = xmust(realloc(as->joined, cap * sizeof *as->joined));
+			as->capjoined = cap;
+		}
+		struct joined *j = &as->joined[as->njoined++];
+		j->room = xstrdup(json_object_get_string(room));
+		j->leave = json_object_object_get_ex(e, "leave", &leave)
+		           ? profile_event(a->p, json_object_get_string(leave)) : NULL;
+		j->req = json_object_object_get_ex(e, "req", &req) ? json_object_get(req) : NULL;
+		struct req *r = req_new(a, sio_id(s), NULL, as->user, -1);
+		if (r)
+			store_room_add(a->st, "/", j->room, r->user_id, r->name, r->sid, restored, r);
+	}
+}
+
+static const struct sio_nsp_ops nsp_ops = { on_connect, on_event, on_disconnect, on_save, on_restore };
 
 int app_check(const struct config *cfg, struct profile *p, char *err, size_t errlen)
 {

@@ -2,7 +2,8 @@
  *
  * A broadcast on P:bus is one binary message:
  *
- *   'B' origin[ID_LEN] str(path) str(nsp) str(skip) u16 nrooms str... u16 nexcept str...
+ *   'B' origin[ID_LEN] str(path) str(nsp) str(skip) str(offset) u16 nrooms str...
+ *   u16 nexcept str...
  *   u16 npackets (u8 binary, str(bytes))...
  *
  * where str is a u32 big-endian length and the bytes. The origin drops its
@@ -112,6 +113,7 @@ void cluster_broadcast(const struct cluster_bcast *b)
 	put_str(o, b->path, strlen(b->path));
 	put_str(o, b->nsp, strlen(b->nsp));
 	put_str(o, b->skip ? b->skip : "", b->skip ? strlen(b->skip) : 0);
+	put_str(o, b->offset ? b->offset : "", b->offset ? strlen(b->offset) : 0);
 	put_u16(o, (unsigned)b->nrooms);
 	for (size_t i = 0; i < b->nrooms; i++)
 		put_str(o, b->rooms[i], strlen(b->rooms[i]));
@@ -148,6 +150,7 @@ static void on_bus(const unsigned char *p, size_t len)
 		return;                      /* ours: delivered locally already */
 	r.p += 1 + ID_LEN;
 	char *path = get_str(&r, NULL), *nsp = get_str(&r, NULL), *skip = get_str(&r, NULL);
+	char *offset = get_str(&r, NULL);
 	unsigned k = get_u16(&r);
 	if (k > MAX_TARGETS)
 		r.bad = 1;
@@ -188,7 +191,7 @@ static void on_bus(const unsigned char *p, size_t len)
 			.path = path, .nsp = nsp,
 			.rooms = (const char *const *)rooms, .nrooms = nrooms,
 			.except = (const char *const *)except, .nexcept = nexcept,
-			.skip = *skip ? skip : NULL, .m = m, .n = n,
+			.skip = *skip ? skip : NULL, .offset = offset, .m = m, .n = n,
 		};
 		for (int i = 0; i < C.nbcast; i++)
 			if (strcmp(C.bcast[i].path, path) == 0)
@@ -203,6 +206,7 @@ static void on_bus(const unsigned char *p, size_t len)
 	free(path);
 	free(nsp);
 	free(skip);
+	free(offset);
 	return;
 bad:
 	log_warn("cluster: a message on the bus that is not a broadcast: dropped");
@@ -360,6 +364,14 @@ int cluster_eval(int script, redis_reply_cb cb, void *ud, int argc, const char *
 	free(v);
 	free(l);
 	return rc;
+}
+
+int cluster_command(redis_reply_cb cb, void *ud, int argc, const char **argv,
+                    const size_t *lens)
+{
+	if (!C.enabled)
+		return -1;
+	return redis_command_argv(C.cmd, cb, ud, argc, argv, lens);
 }
 
 int cluster_send(const char *instance, char kind, const char *body, size_t len)

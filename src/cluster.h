@@ -52,6 +52,7 @@ struct cluster_bcast {
 	const char *const *except;
 	size_t nexcept;
 	const char *skip;
+	const char *offset;          /* connection state recovery's, or "" */
 	struct eio_msg *const *m;
 	int n;
 };
@@ -83,6 +84,9 @@ int cluster_script(const char *lua);
  * Returns 0, or -1 when Redis is down (cb is then not called). */
 int cluster_eval(int script, redis_reply_cb cb, void *ud, int argc, const char **argv,
                  const size_t *lens);
+/* Any command (argv[0] is its name). Returns 0, or -1 when Redis is down. */
+int cluster_command(redis_reply_cb cb, void *ud, int argc, const char **argv,
+                    const size_t *lens);
 /* PUBLISH P:inst:ID kind+body. */
 int cluster_send(const char *instance, char kind, const char *body, size_t len);
 

@@ -59,6 +59,7 @@ struct config {
 	/* [typing] */
 	unsigned typing_ttl_ms;
 	unsigned presence_reap_after_ms;   /* a dead instance's users go offline after this */
+	unsigned recovery_window_ms;       /* connection state recovery; 0: off */
 	/* [history] */
 	int history_size;
 	/* [limits] */

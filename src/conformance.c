@@ -55,8 +55,8 @@ static void on_event(struct sio_socket *s, const struct sio_event *ev, void *ud)
 
 static void on_disconnect(struct sio_socket *s, const char *reason, void *ud) { }
 
-static const struct sio_nsp_ops main_ops = { on_connect, on_event, on_disconnect };
-static const struct sio_nsp_ops custom_ops = { on_connect, NULL, on_disconnect };
+static const struct sio_nsp_ops main_ops = { on_connect, on_event, on_disconnect, NULL, NULL };
+static const struct sio_nsp_ops custom_ops = { on_connect, NULL, on_disconnect, NULL, NULL };
 
 int conformance_start(struct event_base *base, const struct config *cfg)
 {

@@ -1073,34 +1073,6 @@ static unsigned max_packets(void)
 	return n < 256 ? 256 : (unsigned)n;
 }
 
-/* A polling record: text as it is, binary as 'b' + base64 (the caller
- * frees it). */
-static char *record(const struct eio_msg *m, size_t *len)
-{
-	if (!m->binary) {
-		*len = m->len;
-		return xstrndup(m->data, m->len);
-	}
-	char *r = xmust(malloc(base64_encoded_len(m->len) + 1));
-	r[0] = 'b';
-	*len = 1 + base64_encode(r + 1, m->data, m->len);
-	return r;
-}
-
-/* The message a record stands for, or NULL when it is not one. */
-static struct eio_msg *unrecord(const char *r, size_t len)
-{
-	if (len >= 1 && r[0] == 'b') {
-		char *bin = malloc(3 * ((len - 1) / 4) + 3);
-		long n = bin ? base64_decode(bin, r + 1, len - 1) : -1;
-		struct eio_msg *m = n >= 0 ? eio_msg_binary(bin, (size_t)n) : NULL;
-		free(bin);
-		return m;
-	}
-	if (len < 1 || r[0] < '0' || r[0] > '6')
-		return NULL;
-	return eio_msg_text((enum eio_type)(r[0] - '0'), r + 1, len - 1);
-}
 
 static struct rcall *rcall_new(void *p, const char *sid)
 {
@@ -1185,7 +1157,7 @@ static void remote_flush(void)
 			lens[4 + a] = ID_LEN;
 		}
 		for (size_t a = 0; a < nm; a++) {
-			recs[a] = record(E.batch[i + a].m, &lens[4 + nsids + a]);
+			recs[a] = xmust(eio_msg_record(E.batch[i + a].m, &lens[4 + nsids + a]));
 			argv[4 + nsids + a] = recs[a];
 		}
 		if (cluster_eval(S.push, on_pushed, NULL, (int)argc, argv, lens) < 0)
@@ -1632,7 +1604,7 @@ static void relay_end(struct relay *r, uint16_t code)
 static void relay_write(struct relay *r, redisReply *rep, size_t first)
 {
 	for (size_t i = first; r->ws && i < rep->elements; i++) {
-		struct eio_msg *m = unrecord(rep->element[i]->str, rep->element[i]->len);
+		struct eio_msg *m = eio_msg_unrecord(rep->element[i]->str, rep->element[i]->len);
 		if (!m)
 			continue;
 		int close = !m->binary && m->len == 1 && m->data[0] == '0' + EIO_CLOSE;
@@ -1810,7 +1782,7 @@ static void on_upgraded_remote(redisReply *rep, void *ud)
 	}
 	if (r->mine) {
 		for (size_t i = 1; i < rep->elements; i++) {
-			struct eio_msg *m = unrecord(rep->element[i]->str, rep->element[i]->len);
+			struct eio_msg *m = eio_msg_unrecord(rep->element[i]->str, rep->element[i]->len);
 			if (m) {
 				eio_msgq_push(&r->backlog, m);
 				eio_msg_unref(m);

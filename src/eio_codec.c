@@ -200,3 +200,35 @@ int eio_payload_append(struct buf *out, const struct eio_msg *m)
 	out->p[out->len] = '\0';
 	return 0;
 }
+
+char *eio_msg_record(const struct eio_msg *m, size_t *len)
+{
+	if (!m->binary) {
+		char *r = malloc(m->len + 1);
+		if (r) {
+			memcpy(r, m->data, m->len + 1);      /* data is NUL-terminated */
+			*len = m->len;
+		}
+		return r;
+	}
+	char *r = malloc(base64_encoded_len(m->len) + 1);
+	if (!r)
+		return NULL;
+	r[0] = 'b';
+	*len = 1 + base64_encode(r + 1, m->data, m->len);
+	return r;
+}
+
+struct eio_msg *eio_msg_unrecord(const char *r, size_t len)
+{
+	if (len >= 1 && r[0] == 'b') {
+		char *bin = malloc(3 * ((len - 1) / 4) + 3);
+		long n = bin ? base64_decode(bin, r + 1, len - 1) : -1;
+		struct eio_msg *m = n >= 0 ? eio_msg_binary(bin, (size_t)n) : NULL;
+		free(bin);
+		return m;
+	}
+	if (len < 1 || r[0] < '0' || r[0] > '6')
+		return NULL;
+	return eio_msg_text((enum eio_type)(r[0] - '0'), r + 1, len - 1);
+}

@@ -67,6 +67,14 @@ void eio_msg_unref(struct eio_msg *m);
  * connection that sends it. */
 const char *eio_msg_ws_frame(struct eio_msg *m, size_t *len);
 
+/* A message as one record of a polling payload: text as it is, binary as
+ * 'b' + base64. A new NUL-terminated string (the caller frees it) and its
+ * length; NULL when out of memory. */
+char *eio_msg_record(const struct eio_msg *m, size_t *len);
+/* The message a record stands for; NULL when it is not one (or out of
+ * memory). */
+struct eio_msg *eio_msg_unrecord(const char *r, size_t len);
+
 /* A FIFO of message references: a connection's or a session's output.
  * The queue owns one reference to each message in it. */
 struct eio_msgq {

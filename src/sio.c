@@ -12,53 +12,8 @@
 #include "dict.h"
 #include "log.h"
 #include "sio.h"
+#include "sio_int.h"
 #include "util.h"
-
-struct room {
-	char *name;
-	struct dict members;         /* socket id -> socket */
-};
-
-struct sio_nsp {
-	struct sio_nsp *next;
-	struct sio_server *srv;
-	const char *name;
-	const struct sio_nsp_ops *ops;
-	void *ud;
-	struct dict sockets;         /* id -> connected socket */
-	struct dict rooms;           /* name -> struct room */
-};
-
-struct sio_server {
-	struct event_base *base;
-	const struct config *cfg;
-	const char *path;
-	struct sio_nsp *nsps;
-	unsigned long epoch;         /* broadcast stamp, see sio_broadcast */
-};
-
-struct sio_client {
-	struct sio_server *srv;
-	struct eio_session *eio;
-	struct sio_socket *sockets;
-	struct event *connect_timer;
-	struct sio_packet pending;   /* binary packet waiting for attachments */
-	int pending_active;
-	int natts;
-	struct eio_msg **atts;       /* max_attachments slots, when needed */
-};
-
-struct sio_socket {
-	char id[ID_LEN + 1];
-	struct sio_nsp *nsp;
-	struct sio_client *client;
-	struct sio_socket *next;
-	int connected;
-	struct room **rooms;
-	size_t nrooms, caprooms;
-	unsigned long epoch;
-	void *data;
-};
 
 /* --- rooms --- */
 
@@ -218,10 +173,16 @@ int sio_ack(struct sio_socket *s, int64_t id, json_object *args,
 	return r;
 }
 
-static void deliver(struct sio_socket *s, unsigned long epoch, const struct sio_out *o, size_t *n)
+static void deliver(struct sio_socket *s, unsigned long epoch, const struct sio_out *o,
+                    const char *off, size_t *n)
 {
-	if (s->epoch == epoch || !s->connected)
+	if (s->epoch == epoch)
 		return;
+	if (!s->connected) {
+		if (s->rec && off && *off)
+			rec_buffer(s, off, o);
+		return;
+	}
 	s->epoch = epoch;
 	sio_send(s, o);
 	(*n)++;
@@ -230,7 +191,8 @@ static void deliver(struct sio_socket *s, unsigned long epoch, const struct sio_
 /* Delivers to this instance's sockets. */
 static size_t broadcast_local(struct sio_nsp *nsp, const char *const *rooms, size_t nrooms,
                               const char *const *except_rooms, size_t nexcept,
-                              const struct sio_socket *skip, const struct sio_out *o)
+                              const struct sio_socket *skip, const struct sio_out *o,
+                              const char *off)
 {
 	/* Each broadcast gets a new stamp; a socket already stamped with it
 	 * (excluded, or reached through another room) is passed over. */
@@ -252,7 +214,7 @@ static size_t broadcast_local(struct sio_nsp *nsp, const char *const *rooms, siz
 	if (nrooms == 0) {
 		dict_iter_init(&it, &nsp->sockets);
 		while ((e = dict_next(&it)))
-			deliver(e->val, epoch, o, &n);
+			deliver(e->val, epoch, o, off, &n);
 		return n;
 	}
 	for (size_t i = 0; i < nrooms; i++) {
@@ -261,7 +223,7 @@ static size_t broadcast_local(struct sio_nsp *nsp, const char *const *rooms, siz
 			continue;
 		dict_iter_init(&it, &r->members);
 		while ((e = dict_next(&it)))
-			deliver(e->val, epoch, o, &n);
+			deliver(e->val, epoch, o, off, &n);
 	}
 	return n;
 }
@@ -270,17 +232,24 @@ size_t sio_broadcast(struct sio_nsp *nsp, const char *const *rooms, size_t nroom
                      const char *const *except_rooms, size_t nexcept,
                      const struct sio_socket *skip, const struct sio_out *o)
 {
+	char off[REC_OFF_LEN];
+	struct sio_out *stamped = rec_stamp(nsp, o, rooms, nrooms, except_rooms, nexcept,
+	                                    skip ? skip->id : NULL, off);
+	if (stamped)
+		o = stamped;
 	/* The other instances get the same bytes in one publish and deliver
 	 * to their own sockets (on_cluster_broadcast). */
 	if (cluster_enabled()) {
 		struct cluster_bcast b = {
 			.path = nsp->srv->path, .nsp = nsp->name,
 			.rooms = rooms, .nrooms = nrooms, .except = except_rooms, .nexcept = nexcept,
-			.skip = skip ? skip->id : NULL, .m = o->m, .n = o->n,
+			.skip = skip ? skip->id : NULL, .offset = off, .m = o->m, .n = o->n,
 		};
 		cluster_broadcast(&b);
 	}
-	return broadcast_local(nsp, rooms, nrooms, except_rooms, nexcept, skip, o);
+	size_t n = broadcast_local(nsp, rooms, nrooms, except_rooms, nexcept, skip, o, off);
+	sio_out_free(stamped);
+	return n;
 }
 
 static void on_cluster_broadcast(const struct cluster_bcast *b, void *ud)
@@ -297,8 +266,10 @@ static void on_cluster_broadcast(const struct cluster_bcast *b, void *ud)
 	o->n = b->n;
 	for (int i = 0; i < b->n; i++)
 		o->m[i] = eio_msg_ref(b->m[i]);
+	if (b->offset && *b->offset)
+		rec_log_add(nsp, b->offset, o, b->rooms, b->nrooms, b->except, b->nexcept, b->skip);
 	broadcast_local(nsp, b->rooms, b->nrooms, b->except, b->nexcept,
-	                b->skip ? sio_find(nsp, b->skip) : NULL, o);
+	                b->skip ? sio_find(nsp, b->skip) : NULL, o, b->offset);
 	sio_out_free(o);
 }
 
@@ -322,6 +293,7 @@ static void socket_remove(struct sio_socket *s, const char *reason, int notify)
 		;
 	if (*pp)
 		*pp = s->next;
+	rec_socket_gone(s, notify ? reason : "server namespace disconnect");
 	if (notify && s->nsp->ops->on_disconnect)
 		s->nsp->ops->on_disconnect(s, reason, s->nsp->ud);
 	while (s->nrooms)
@@ -332,8 +304,8 @@ static void socket_remove(struct sio_socket *s, const char *reason, int notify)
 	free(s);
 }
 
-static void send_packet(struct sio_client *c, enum sio_type type, const char *nsp,
-                        json_object *data)
+void sio_send_packet(struct sio_client *c, enum sio_type type, const char *nsp,
+                     json_object *data)
 {
 	struct sio_out *o = sio_encode(type, nsp, -1, data, NULL, 0);
 	if (!o)
@@ -347,6 +319,7 @@ void sio_accept(struct sio_socket *s)
 {
 	if (s->connected)
 		return;
+	rec_settle(s);
 	if (dict_set(&s->nsp->sockets, s->id, s) < 0) {
 		sio_refuse(s, "Internal error", NULL);
 		return;
@@ -356,8 +329,11 @@ void sio_accept(struct sio_socket *s)
 		evtimer_del(s->client->connect_timer);
 	json_object *d = json_object_new_object();
 	json_object_object_add(d, "sid", json_object_new_string(s->id));
-	send_packet(s->client, SIO_CONNECT, s->nsp->name, d);
+	if (s->pid[0])
+		json_object_object_add(d, "pid", json_object_new_string(s->pid));
+	sio_send_packet(s->client, SIO_CONNECT, s->nsp->name, d);
 	json_object_put(d);
+	rec_replay(s);
 }
 
 void sio_refuse(struct sio_socket *s, const char *message, json_object *data)
@@ -366,7 +342,7 @@ void sio_refuse(struct sio_socket *s, const char *message, json_object *data)
 	json_object_object_add(d, "message", json_object_new_string(message));
 	if (data)
 		json_object_object_add(d, "data", json_object_get(data));
-	send_packet(s->client, SIO_CONNECT_ERROR, s->nsp->name, d);
+	sio_send_packet(s->client, SIO_CONNECT_ERROR, s->nsp->name, d);
 	json_object_put(d);
 	s->connected = 0;
 	socket_remove(s, "server namespace disconnect", 0);
@@ -374,7 +350,7 @@ void sio_refuse(struct sio_socket *s, const char *message, json_object *data)
 
 void sio_disconnect(struct sio_socket *s)
 {
-	send_packet(s->client, SIO_DISCONNECT, s->nsp->name, NULL);
+	sio_send_packet(s->client, SIO_DISCONNECT, s->nsp->name, NULL);
 	socket_remove(s, "server namespace disconnect", 1);
 }
 
@@ -409,7 +385,7 @@ static void dispatch(struct sio_client *c, struct sio_packet *p)
 		s->nsp->ops->on_event(s, &ev, s->nsp->ud);
 }
 
-static struct sio_nsp *find_nsp(struct sio_server *srv, const char *name)
+struct sio_nsp *sio_find_nsp(struct sio_server *srv, const char *name)
 {
 	for (struct sio_nsp *n = srv->nsps; n; n = n->next)
 		if (strcmp(n->name, name) == 0)
@@ -419,11 +395,11 @@ static struct sio_nsp *find_nsp(struct sio_server *srv, const char *name)
 
 static int on_connect_packet(struct sio_client *c, struct sio_packet *p)
 {
-	struct sio_nsp *nsp = find_nsp(c->srv, p->nsp);
+	struct sio_nsp *nsp = sio_find_nsp(c->srv, p->nsp);
 	if (!nsp) {
 		json_object *d = json_object_new_object();
 		json_object_object_add(d, "message", json_object_new_string("Invalid namespace"));
-		send_packet(c, SIO_CONNECT_ERROR, p->nsp, d);
+		sio_send_packet(c, SIO_CONNECT_ERROR, p->nsp, d);
 		json_object_put(d);
 		return 0;
 	}
@@ -438,7 +414,8 @@ static int on_connect_packet(struct sio_client *c, struct sio_packet *p)
 	s->client = c;
 	s->next = c->sockets;
 	c->sockets = s;
-	nsp->ops->on_connect(s, p->data, nsp->ud);
+	if (!rec_begin(s, p->data))
+		nsp->ops->on_connect(s, p->data, nsp->ud);
 	return 0;
 }
 
@@ -572,6 +549,10 @@ static void on_close(struct eio_session *e, const char *reason, void *ud)
 
 static const struct eio_endpoint_ops endpoint_ops = { on_open, on_message, on_close };
 
+static struct sio_server *servers;
+
+struct sio_server *sio_servers(void) { return servers; }
+
 struct sio_server *sio_server_new(struct event_base *base, const struct config *cfg,
                                   const char *path)
 {
@@ -581,11 +562,14 @@ struct sio_server *sio_server_new(struct event_base *base, const struct config *
 	srv->base = base;
 	srv->cfg = cfg;
 	srv->path = path;
+	rec_init();
 	if (eio_endpoint_add(path, &endpoint_ops, srv) < 0 ||
 	    cluster_on_broadcast(path, on_cluster_broadcast, srv) < 0) {
 		free(srv);
 		return NULL;
 	}
+	srv->next = servers;
+	servers = srv;
 	return srv;
 }
 

@@ -49,6 +49,14 @@ struct sio_nsp_ops {
 	void (*on_connect)(struct sio_socket *s, json_object *auth, void *ud);
 	void (*on_event)(struct sio_socket *s, const struct sio_event *ev, void *ud);
 	void (*on_disconnect)(struct sio_socket *s, const char *reason, void *ud);
+	/* Connection state recovery (socketio.recovery_window), optional:
+	 * on_save, just before on_disconnect of a socket that may come back,
+	 * returns the application's state to keep (a new reference, or NULL);
+	 * on_restore gives it back (borrowed) to the socket that came back,
+	 * from inside sio_accept(), after the CONNECT and before the missed
+	 * packets. */
+	json_object *(*on_save)(struct sio_socket *s, void *ud);
+	void (*on_restore)(struct sio_socket *s, json_object *state, void *ud);
 };
 
 /* An encoded packet and its attachments, ready for any number of sockets.
@@ -103,6 +111,8 @@ int sio_in_room(const struct sio_socket *s, const char *room);
 size_t sio_room_size(struct sio_nsp *nsp, const char *room);
 
 const char *sio_id(const struct sio_socket *s);
+/* The socket came back with its state (connection state recovery). */
+int sio_recovered(const struct sio_socket *s);
 const char *sio_nsp_name(const struct sio_socket *s);
 const char *sio_nsp_name_of(const struct sio_nsp *nsp);
 struct sio_nsp *sio_socket_nsp(const struct sio_socket *s);
