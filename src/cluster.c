@@ -102,14 +102,11 @@ static char *get_str(struct reader *r, size_t *len)
 	return s;
 }
 
-void cluster_broadcast(const struct cluster_bcast *b)
+void cluster_bcast_encode(struct buf *o, const char *origin, const struct cluster_bcast *b)
 {
-	if (!C.enabled || !C.subscribed || !redis_connected(C.cmd))
-		return;
-	struct buf *o = &C.out;
 	buf_reset(o);
 	buf_putc(o, 'B');
-	buf_append(o, C.instance, ID_LEN);
+	buf_append(o, origin, ID_LEN);
 	put_str(o, b->path, strlen(b->path));
 	put_str(o, b->nsp, strlen(b->nsp));
 	put_str(o, b->skip ? b->skip : "", b->skip ? strlen(b->skip) : 0);
@@ -125,8 +122,15 @@ void cluster_broadcast(const struct cluster_bcast *b)
 		buf_putc(o, (char)b->m[i]->binary);
 		put_str(o, b->m[i]->data, b->m[i]->len);
 	}
-	const char *argv[] = { "PUBLISH", C.bus, o->p };
-	size_t lens[] = { 7, strlen(C.bus), o->len };
+}
+
+void cluster_broadcast(const struct cluster_bcast *b)
+{
+	if (!C.enabled || !C.subscribed || !redis_connected(C.cmd))
+		return;
+	cluster_bcast_encode(&C.out, C.instance, b);
+	const char *argv[] = { "PUBLISH", C.bus, C.out.p };
+	size_t lens[] = { 7, strlen(C.bus), C.out.len };
 	redis_command_argv(C.cmd, NULL, NULL, 3, argv, lens);
 }
 
@@ -136,18 +140,19 @@ static void free_strs(char **v, size_t n)
 		free(v[i]);
 }
 
-static void on_bus(const unsigned char *p, size_t len)
+int cluster_bcast_decode(const char *msg, size_t len, cluster_decoded_cb cb, void *ud)
 {
+	const unsigned char *p = (const unsigned char *)msg;
 	struct reader r = { p, p + len, 0 };
-	char *rooms[MAX_TARGETS], *except[MAX_TARGETS];
+	char *rooms[MAX_TARGETS], *except[MAX_TARGETS], origin[ID_LEN + 1];
 	struct eio_msg *m[MAX_PACKETS];
 	size_t nrooms = 0, nexcept = 0;
-	int n = 0;
+	int n = 0, rc = -1;
 
 	if (len < 1 + ID_LEN || p[0] != 'B')
-		goto bad;
-	if (memcmp(p + 1, C.instance, ID_LEN) == 0)
-		return;                      /* ours: delivered locally already */
+		return -1;
+	memcpy(origin, p + 1, ID_LEN);
+	origin[ID_LEN] = '\0';
 	r.p += 1 + ID_LEN;
 	char *path = get_str(&r, NULL), *nsp = get_str(&r, NULL), *skip = get_str(&r, NULL);
 	char *offset = get_str(&r, NULL);
@@ -176,7 +181,7 @@ static void on_bus(const unsigned char *p, size_t len)
 		char *bytes = get_str(&r, &blen);
 		if (!bytes)
 			break;
-		if (!binary && (blen == 0 || bytes[0] < '0' || bytes[0] > '6'))
+		if (binary > 1 || (!binary && (blen == 0 || bytes[0] < '0' || bytes[0] > '6')))
 			r.bad = 1;
 		else
 			m[n] = binary ? eio_msg_binary(bytes, blen)
@@ -193,11 +198,8 @@ static void on_bus(const unsigned char *p, size_t len)
 			.except = (const char *const *)except, .nexcept = nexcept,
 			.skip = *skip ? skip : NULL, .offset = offset, .m = m, .n = n,
 		};
-		for (int i = 0; i < C.nbcast; i++)
-			if (strcmp(C.bcast[i].path, path) == 0)
-				C.bcast[i].cb(&b, C.bcast[i].ud);
-	} else {
-		log_warn("cluster: a malformed broadcast from instance %.*s: dropped", ID_LEN, p + 1);
+		cb(&b, origin, ud);
+		rc = 0;
 	}
 	for (int i = 0; i < n; i++)
 		eio_msg_unref(m[i]);
@@ -207,9 +209,23 @@ static void on_bus(const unsigned char *p, size_t len)
 	free(nsp);
 	free(skip);
 	free(offset);
-	return;
-bad:
-	log_warn("cluster: a message on the bus that is not a broadcast: dropped");
+	return rc;
+}
+
+static void deliver_bcast(const struct cluster_bcast *b, const char *origin, void *ud)
+{
+	(void)ud;
+	if (strcmp(origin, C.instance) == 0)
+		return;                      /* ours: delivered locally already */
+	for (int i = 0; i < C.nbcast; i++)
+		if (strcmp(C.bcast[i].path, b->path) == 0)
+			C.bcast[i].cb(b, C.bcast[i].ud);
+}
+
+static void on_bus(const char *p, size_t len)
+{
+	if (cluster_bcast_decode(p, len, deliver_bcast, NULL) < 0)
+		log_warn("cluster: a malformed message on the bus: dropped");
 }
 
 /* --- the subscription --- */
@@ -233,7 +249,7 @@ static void on_message(redisReply *rep, void *ud)
 	const char *chan = rep->element[1]->str, *body = rep->element[2]->str;
 	size_t len = rep->element[2]->len;
 	if (strcmp(chan, C.bus) == 0) {
-		on_bus((const unsigned char *)body, len);
+		on_bus(body, len);
 	} else if (len >= 1) {
 		unsigned char kind = (unsigned char)body[0];
 		if (kind < 128 && C.direct[kind].cb)

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <event2/event.h>
 
+#include "buf.h"
 #include "config.h"
 #include "eio_codec.h"
 #include "redis.h"
@@ -64,6 +65,14 @@ void cluster_broadcast(const struct cluster_bcast *b);
  * borrowed for the call). One callback per path; at most 4. */
 typedef void (*cluster_bcast_cb)(const struct cluster_bcast *b, void *ud);
 int cluster_on_broadcast(const char *path, cluster_bcast_cb cb, void *ud);
+
+/* The message that carries a broadcast on the bus, and back (pure: for
+ * the fuzzer and the tests). decode calls cb (with everything borrowed
+ * for the call) and returns 0, or returns -1 when the message does not
+ * parse, every field checked against its end. */
+void cluster_bcast_encode(struct buf *out, const char *origin, const struct cluster_bcast *b);
+typedef void (*cluster_decoded_cb)(const struct cluster_bcast *b, const char *origin, void *ud);
+int cluster_bcast_decode(const char *msg, size_t len, cluster_decoded_cb cb, void *ud);
 
 /* --- messages to one instance --- */
 
