@@ -3,7 +3,11 @@
  *
  * Start-up order: configuration (defaults, profile, file, environment,
  * flags), logging, the listening socket, daemonizing and privilege drop,
- * then the event base and the modules on it. Everything runs on one libevent
+ * then the event base and the modules on it (run_worker). With
+ * server.workers > 1 the process that bound the socket forks that many
+ * workers and supervises them (workers.c); each runs run_worker() on the
+ * inherited socket, so nothing that holds a connection or a loop is made
+ * before the fork. In every process everything runs on one libevent
  * loop, with a single priority: the passes that flush output and free what
  * was closed (ws.c, eio.c) are events made active with event_active(), which
  * run after the callbacks already queued in the same loop iteration. (With
@@ -37,6 +41,7 @@
 #include "store.h"
 #include "sio.h"
 #include "util.h"
+#include "workers.h"
 #include "ws.h"
 
 static struct config cfg;
@@ -59,6 +64,7 @@ static void usage(FILE *out)
 		"  -b, --bind ADDR         listen on ADDR (default 0.0.0.0)\n"
 		"  -P, --profile NAME      vocabulary profile (aeolus, conformance)\n"
 		"  -l, --log-level LEVEL   error, warn, info or debug\n"
+		"  -w, --workers N         run N worker processes on one socket (needs redis.url)\n"
 		"      --pid-file FILE     write the process id to FILE\n"
 		"  -s, --set KEY=VALUE     set any configuration key, e.g. engineio.ping_interval=10s\n"
 		"  -t, --check-config      validate, print the effective configuration, exit\n"
@@ -257,6 +263,67 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	evtimer_add(shutdown_timer, &tv);
 }
 
+/* --- serving: one event loop --- */
+
+/* Serves on the listening socket fd until a shutdown signal: the event base,
+ * the modules on it, Redis and the store are all made here, in the process
+ * that runs the loop. Returns 0 after a shutdown, 1 if start-up failed
+ * (logged; nothing is freed then, as the process ends). */
+static int run_worker(int fd)
+{
+	/* A worker leaves SIGINT ignored (see workers.c): it stops on the
+	 * parent's SIGTERM. */
+	static const int signums[] = { SIGTERM, SIGHUP, SIGINT };
+	size_t nsigs = workers_in_child() ? 2 : 3;
+	struct event *sigs[3];
+
+	struct event_config *ec = event_config_new();
+	base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	if (!base) {
+		log_err("cannot create the event loop");
+		return 1;
+	}
+	ws_init(base);
+	eio_init(base, &cfg);
+	if (http_route("/", on_root, NULL) < 0)
+		return 1;
+	int rc = profile ? app_setup() : conformance_start(base, &cfg);
+	if (rc < 0 || http_start(base, &cfg, fd) < 0) {
+		log_err("start-up failed");
+		return 1;
+	}
+	for (size_t i = 0; i < nsigs; i++) {
+		sigs[i] = evsignal_new(base, signums[i], on_signal, NULL);
+		event_add(sigs[i], NULL);
+	}
+
+	log_info("aeolusd %s listening on %s:%d, profile %s, path %s", PACKAGE_VERSION,
+	         cfg.bind, cfg.port, cfg.profile, cfg.path);
+	event_base_dispatch(base);
+
+	eio_stop();
+	http_stop();
+	for (size_t i = 0; i < nsigs; i++)
+		event_free(sigs[i]);
+	if (shutdown_timer)
+		event_free(shutdown_timer);
+	if (store)
+		store_free(store);
+	redis_free(redis);
+	event_base_free(base);
+	return 0;
+}
+
+/* A forked worker (server.workers > 1); arg is the listening socket. */
+static int worker_main(void *arg)
+{
+	int rc = run_worker(*(const int *)arg);
+	if (rc == 0)
+		log_info("worker stopped");
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -266,6 +333,7 @@ int main(int argc, char **argv)
 		{ "bind", required_argument, NULL, 'b' },
 		{ "profile", required_argument, NULL, 'P' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "workers", required_argument, NULL, 'w' },
 		{ "pid-file", required_argument, NULL, 1 },
 		{ "set", required_argument, NULL, 's' },
 		{ "check-config", no_argument, NULL, 't' },
@@ -280,7 +348,7 @@ int main(int argc, char **argv)
 	char err[512], origin[64];
 
 	config_defaults(&cfg);
-	while ((opt = getopt_long(argc, argv, "c:dp:b:P:l:s:tvh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:dp:b:P:l:w:s:tvh", opts, NULL)) != -1) {
 		const char *key = NULL;
 		switch (opt) {
 		case 'c': file = optarg; break;
@@ -292,6 +360,7 @@ int main(int argc, char **argv)
 		case 'b': key = "server.bind"; break;
 		case 'P': key = "server.profile"; break;
 		case 'l': key = "log.level"; break;
+		case 'w': key = "server.workers"; break;
 		case 1: key = "server.pid_file"; break;
 		case 's': {
 			char *eq = strchr(optarg, '=');
@@ -334,8 +403,11 @@ int main(int argc, char **argv)
 	config_sources_free(src, nsrc);
 	if (file)
 		cfg.file = strdup(file);
-	if (cfg.workers > 1) {
-		fprintf(stderr, "aeolusd: server.workers > 1 needs the Redis store (not available yet)\n");
+	/* Each worker would keep its own memory store: a client's requests,
+	 * which may reach any worker, would each see different state. */
+	if (cfg.workers > 1 && (!cfg.redis_url || !*cfg.redis_url)) {
+		fprintf(stderr, "aeolusd: server.workers = %d needs the Redis store (redis.url): "
+		        "each worker would have its own memory store\n", cfg.workers);
 		return 1;
 	}
 	if (strcmp(cfg.profile, "conformance") != 0 &&
@@ -379,45 +451,12 @@ int main(int argc, char **argv)
 	if (drop_privileges() < 0)
 		return 1;
 
-	struct event_config *ec = event_config_new();
-	base = event_base_new_with_config(ec);
-	event_config_free(ec);
-	if (!base) {
-		log_err("cannot create the event loop");
-		return 1;
-	}
-	ws_init(base);
-	eio_init(base, &cfg);
-	if (http_route("/", on_root, NULL) < 0)
-		return 1;
-	int rc = profile ? app_setup() : conformance_start(base, &cfg);
-	if (rc < 0 || http_start(base, &cfg, fd) < 0) {
-		log_err("start-up failed");
-		return 1;
-	}
-
-	struct event *sigs[] = {
-		evsignal_new(base, SIGTERM, on_signal, NULL),
-		evsignal_new(base, SIGINT, on_signal, NULL),
-		evsignal_new(base, SIGHUP, on_signal, NULL),
-	};
-	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-		event_add(sigs[i], NULL);
-
-	log_info("aeolusd %s listening on %s:%d, profile %s, path %s", PACKAGE_VERSION,
-	         cfg.bind, cfg.port, cfg.profile, cfg.path);
-	event_base_dispatch(base);
-
-	eio_stop();
-	http_stop();
-	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-		event_free(sigs[i]);
-	if (shutdown_timer)
-		event_free(shutdown_timer);
-	if (store)
-		store_free(store);
-	redis_free(redis);
-	event_base_free(base);
+	/* One process serves, or the workers do, each as that one would. */
+	int rc = cfg.workers > 1 ? workers_supervise(cfg.workers, cfg.shutdown_timeout_ms,
+	                                             worker_main, &fd)
+	                         : run_worker(fd);
+	if (rc != 0)
+		return rc;
 	profile_free(profile);
 	if (cfg.pid_file && *cfg.pid_file)
 		unlink(cfg.pid_file);
