@@ -85,14 +85,16 @@ static enum MHD_Result on_root(struct http_req *req, const char *url, const char
 		return http_reply_json(req->conn, MHD_HTTP_OK, body);
 	}
 	if (strcmp(url, "/health") == 0) {
-		/* 503 while the Redis the state lives in is out of reach. */
+		/* 503 while the Redis the state lives in is out of reach. The pid
+		 * tells which worker answered. */
 		struct eio_stats st;
 		int down = redis && !redis_connected(redis);
 		eio_get_stats(&st);
 		snprintf(body, sizeof body,
-		         "{\"status\":\"%s\",\"store\":\"%s\",%s\"sessions\":%u}",
+		         "{\"status\":\"%s\",\"store\":\"%s\",%s\"sessions\":%u,\"pid\":%d}",
 		         down ? "degraded" : "ok", store ? store->ops->name : "none",
-		         !redis ? "" : down ? "\"redis\":\"down\"," : "\"redis\":\"up\",", st.sessions);
+		         !redis ? "" : down ? "\"redis\":\"down\"," : "\"redis\":\"up\",", st.sessions,
+		         (int)getpid());
 		return http_reply_json(req->conn, down ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, body);
 	}
 	return http_reply_json(req->conn, MHD_HTTP_NOT_FOUND,

@@ -30,6 +30,7 @@ test('with no Redis configured the store is in memory (with AEOLUS_TEST_STORE=re
   assert.equal(h.body.status, 'ok');
   assert.equal(h.body.store, STORE);
   assert.equal(h.body.redis, STORE === 'redis' ? 'up' : undefined);
+  assert.equal(h.body.pid, mem.proc.pid);   // one process: the daemon answers itself
 });
 
 test('with Redis: store redis, 200 while it is up, 503 degraded once it is gone', { skip }, async () => {
