@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { AEOLUS_ONLY, cpuTicks, daemonPath, finish, freePort, makeTest } from './helpers.mjs';
 import {
-  PROFILE_DIR, SECRET, T, SLOW, closeAll, connectAs, haveRedis, sleep, startApp, startRedis,
+  PROFILE_DIR, SECRET, T, SLOW, closeAll, connectAs, haveRedis, sleep, startApp, startRedis, uniq,
 } from './app-lib.mjs';
 
 const skip = AEOLUS_ONLY || (!(await haveRedis()) && 'redis-server is not installed');
@@ -129,6 +129,21 @@ test('GET /health answers from both workers, with the answering pid', { skip }, 
 test('a WebSocket client is served by a worker', { skip }, async () => {
   const alice = await connectAs(d, 'alice', {}, { transports: ['websocket'] });
   await alice.assertAlive();
+});
+
+test('long-polling and WebSocket clients, whose requests any worker may take, get each other\'s messages', { skip, timeout: 10000 * SLOW }, async () => {
+  const ch = uniq();
+  const alice = await connectAs(d, 'alice', {}, { transports: ['polling'] });
+  const bob = await connectAs(d, 'bob', {}, { transports: ['polling'] });
+  const carol = await connectAs(d, 'carol', {}, { transports: ['websocket'] });
+  for (const c of [alice, bob, carol]) await c.ok('channel:join', { channelId: ch });
+  for (const [from, to] of [[alice, [bob, carol]], [carol, [alice, bob]]]) {
+    for (let i = 0; i < 20; i++) {
+      const content = `${from.label} ${i}`;
+      await from.ok('message:send', { channelId: ch, content });
+      for (const c of to) await c.next('message:received', (m) => m.content === content);
+    }
+  }
 });
 
 test('idle, neither the parent nor the workers use the CPU', { skip }, async () => {
