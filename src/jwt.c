@@ -584,7 +584,9 @@ static enum jwt_err check_times(json_object *claims, const struct jwt_verify_opt
 
 	if (has_exp < 0 || has_nbf < 0 || has_iat < 0 || (opts->require_exp && !has_exp))
 		return JWT_ERR_CLAIMS;
-	double now = opts->now ? (double)opts->now : (double)time(NULL);
+	/* The precise clock: time() may lag the second that an issuer on the
+	 * same host has already written into iat. */
+	double now = opts->now ? (double)opts->now : (double)wall_ms() / 1000.0;
 	double leeway = (double)opts->leeway;
 	if (has_exp && exp + leeway <= now)
 		return JWT_ERR_EXPIRED;

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { AEOLUS_ONLY, finish, makeTest } from './helpers.mjs';
 import { STORE, haveRedis, sleep, startApp, startRedis } from './app-lib.mjs';
 
-const skip = AEOLUS_ONLY || (!haveRedis() && 'redis-server is not installed');
+const skip = AEOLUS_ONLY || (!(await haveRedis()) && 'redis-server is not installed');
 let mem; let red; let redis;
 const test = makeTest(() => [mem, red]);
 
