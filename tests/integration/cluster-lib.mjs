@@ -5,9 +5,12 @@
 // polling session's requests land on every instance.
 //
 // Environment:
-//   CLUSTER_SIZE   number of aeolusd instances (default 3). CLUSTER_SIZE=1 runs
-//                  the same tests against a one-instance "cluster": a check of
-//                  the tests and the proxy, where every test should pass.
+//   CLUSTER_SIZE     number of aeolusd instances (default 4). CLUSTER_SIZE=1 runs
+//                    the same tests against a one-instance "cluster": a check of
+//                    the tests and the proxy, where every test should pass.
+//   CLUSTER_WORKERS  worker processes of the last instance when there are several
+//                    (default 2: three single-process instances and one
+//                    `--workers 2`, whose requests land on either worker).
 
 import http from 'node:http';
 import net from 'node:net';
@@ -20,9 +23,17 @@ export { T, QUIET, SLOW, sleep };
 /** Instances started by startCluster() unless told otherwise. */
 export const CLUSTER_SIZE = (() => {
   const v = process.env.CLUSTER_SIZE;
-  if (v === undefined || v === '') return 3;
+  if (v === undefined || v === '') return 4;
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1 || n > 26) throw new Error(`CLUSTER_SIZE must be 1 to 26, not ${v}`);
+  return n;
+})();
+
+/** Worker processes of the last instance of a cluster of several. */
+export const CLUSTER_WORKERS = (() => {
+  const v = process.env.CLUSTER_WORKERS;
+  const n = v === undefined || v === '' ? 2 : Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 16) throw new Error(`CLUSTER_WORKERS must be 1 to 16, not ${v}`);
   return n;
 })();
 
@@ -226,11 +237,15 @@ export async function startCluster({ size = CLUSTER_SIZE, set = {}, env = {} } =
   const c = { size, redis, prefix, daemons, proxy: null };
   try {
     for (let i = 0; i < size; i++) {
+      const workers = size > 1 && i === size - 1 ? CLUSTER_WORKERS : 1;
       const d = await startApp({
-        set: { 'limits.event_rate': 0, ...set, 'redis.url': redis.url, 'redis.prefix': prefix },
+        set: {
+          'limits.event_rate': 0, ...set, 'redis.url': redis.url, 'redis.prefix': prefix,
+          'server.workers': workers,
+        },
         env,
       });
-      d.label = `aeolusd ${NAMES[i]}`;
+      d.label = `aeolusd ${NAMES[i]}${workers > 1 ? ` (${workers} workers)` : ''}`;
       d.name = NAMES[i];
       daemons.push(d);
     }
