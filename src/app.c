@@ -52,6 +52,7 @@ struct app {
 
 struct joined {
 	char *room;
+	const struct event_spec *join;    /* the event that joined it, or NULL */
 	const struct event_spec *leave;   /* emits to run on disconnect, or NULL */
 	json_object *req;                 /* the join's payload */
 };
@@ -508,6 +509,7 @@ static void join_now(struct req *r)
 			return fail_store(r);
 		struct joined *j = &as->joined[as->njoined++];
 		j->room = strdup(r->room);
+		j->join = r->spec;
 		j->leave = r->spec->on_disconnect ? profile_event(r->app->p, r->spec->on_disconnect) : NULL;
 		j->req = json_object_get(tmpl_lookup(r->ctx, "req", 3));
 	}
@@ -1324,41 +1326,59 @@ static json_object *parse_roles(const char *spec, char *err, size_t errlen)
 	return o;
 }
 
-/* Connection state recovery: the rooms the client joined (with what to run
- * for each when it leaves) go with the saved socket and come back with it. */
+/* Connection state recovery: the rooms the client joined (with the events
+ * that joined them and what to run when it leaves) go with the saved
+ * socket, and come back with it -- to the same user only. */
 static json_object *on_save(struct sio_socket *s, void *ud)
 {
 	struct app_sock *as = sio_data(s);
 	(void)ud;
 	if (!as || !as->accepted)
 		return NULL;
-	json_object *v = json_object_new_array();
+	json_object *st = json_object_new_object(), *v = json_object_new_array();
+	json_object_object_add(st, "user", json_object_get(tmpl_lookup(as->user, "id", 2)));
 	for (size_t i = 0; i < as->njoined; i++) {
 		json_object *j = json_object_new_object();
 		json_object_object_add(j, "room", json_object_new_string(as->joined[i].room));
+		if (as->joined[i].join)
+			json_object_object_add(j, "join", json_object_new_string(as->joined[i].join->name));
 		if (as->joined[i].leave)
 			json_object_object_add(j, "leave", json_object_new_string(as->joined[i].leave->name));
 		json_object_object_add(j, "req", json_object_get(as->joined[i].req));
 		json_object_array_add(v, j);
 	}
-	return v;
+	json_object_object_add(st, "joined", v);
+	return st;
 }
 
-static void restored(int err, int first, void *ud)
+/* Back in a room: the others learn of it as of a join, its reply aside. */
+static void rejoined(int err, int first, void *ud)
 {
-	(void)err;
-	(void)first;
-	req_free(ud);
+	struct req *r = ud;
+	if (!err && r->spec) {
+		struct sio_socket *self = actor(r);
+		ctx_set(r->ctx, "first", json_object_new_boolean(first));
+		for (size_t i = 0; i < r->spec->nemits; i++) {
+			const struct emit_spec *e = &r->spec->emits[i];
+			if (!e->reply && !e->ack_only && e->to != TO_SELF)
+				emit_one(r, self, e);
+		}
+	}
+	req_free(r);
 }
 
-static void on_restore(struct sio_socket *s, json_object *state, void *ud)
+static int on_restore(struct sio_socket *s, json_object *state, void *ud)
 {
 	struct app *a = ud;
 	struct app_sock *as = sio_data(s);
-	if (!as || !as->accepted || !json_object_is_type(state, json_type_array))
-		return;
-	for (size_t i = 0; i < json_object_array_length(state); i++) {
-		json_object *e = json_object_array_get_idx(state, i), *room, *leave, *req;
+	json_object *user, *list;
+	if (!as || !as->accepted || !json_object_object_get_ex(state, "user", &user) ||
+	    !json_object_equal(user, tmpl_lookup(as->user, "id", 2)))
+		return -1;               /* another user's session: not for this one */
+	if (!json_object_object_get_ex(state, "joined", &list) || !json_object_is_type(list, json_type_array))
+		return 0;
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		json_object *e = json_object_array_get_idx(list, i), *room, *join, *leave, *req;
 		if (!json_object_object_get_ex(e, "room", &room) || !json_object_is_type(room, json_type_string))
 			continue;
 		if (as->njoined == as->capjoined) {
@@ -1368,13 +1388,21 @@ static void on_restore(struct sio_socket *s, json_object *state, void *ud)
 		}
 		struct joined *j = &as->joined[as->njoined++];
 		j->room = xstrdup(json_object_get_string(room));
+		j->join = json_object_object_get_ex(e, "join", &join)
+		          ? profile_event(a->p, json_object_get_string(join)) : NULL;
 		j->leave = json_object_object_get_ex(e, "leave", &leave)
 		           ? profile_event(a->p, json_object_get_string(leave)) : NULL;
 		j->req = json_object_object_get_ex(e, "req", &req) ? json_object_get(req) : NULL;
-		struct req *r = req_new(a, sio_id(s), NULL, as->user, -1);
-		if (r)
-			store_room_add(a->st, "/", j->room, r->user_id, r->name, r->sid, restored, r);
+		struct req *r = req_new(a, sio_id(s), j->join, as->user, -1);
+		if (!r)
+			continue;
+		r->room = xstrdup(j->room);
+		if (j->req)
+			ctx_set(r->ctx, "req", json_object_get(j->req));
+		ctx_set(r->ctx, "room", json_object_new_string(j->room));
+		store_room_add(a->st, "/", j->room, r->user_id, r->name, r->sid, rejoined, r);
 	}
+	return 0;
 }
 
 static const struct sio_nsp_ops nsp_ops = { on_connect, on_event, on_disconnect, on_save, on_restore };

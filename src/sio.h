@@ -53,10 +53,11 @@ struct sio_nsp_ops {
 	 * on_save, just before on_disconnect of a socket that may come back,
 	 * returns the application's state to keep (a new reference, or NULL);
 	 * on_restore gives it back (borrowed) to the socket that came back,
-	 * from inside sio_accept(), after the CONNECT and before the missed
-	 * packets. */
+	 * from inside sio_accept(), before the CONNECT: it returns 0, or -1 to
+	 * refuse it (another user's, say), and the connection is then a new
+	 * one. */
 	json_object *(*on_save)(struct sio_socket *s, void *ud);
-	void (*on_restore)(struct sio_socket *s, json_object *state, void *ud);
+	int (*on_restore)(struct sio_socket *s, json_object *state, void *ud);
 };
 
 /* An encoded packet and its attachments, ready for any number of sockets.

@@ -486,10 +486,22 @@ int rec_begin(struct sio_socket *s, json_object *auth)
 
 void rec_settle(struct sio_socket *s)
 {
+	struct recovery *rec = s->rec;
+	json_object *app;
 	if (!window(s->nsp))
 		return;
-	if (s->rec && s->rec->saved) {
-		memcpy(s->pid, s->rec->pid, sizeof s->pid);
+	if (rec && rec->saved && s->nsp->ops->on_restore &&
+	    json_object_object_get_ex(rec->saved, "app", &app) &&
+	    s->nsp->ops->on_restore(s, app, s->nsp->ud) < 0) {
+		log_info("sio: session %s refused by the application: a new session", s->id);
+		while (s->nrooms)
+			sio_leave(s, s->rooms[s->nrooms - 1]->name);
+		random_id(s->id);
+		json_object_put(rec->saved);
+		rec->saved = NULL;
+	}
+	if (rec && rec->saved) {
+		memcpy(s->pid, rec->pid, sizeof s->pid);
 		s->recovered = 1;
 		return;
 	}
@@ -536,12 +548,10 @@ void rec_replay(struct sio_socket *s)
 	s->rec = NULL;
 	rec->s = NULL;
 	if (rec->saved) {
-		json_object *app, *rooms;
+		json_object *rooms;
 		json_object_object_get_ex(rec->saved, "rooms", &rooms);
 		if (rec->local)
 			join_saved(s, rec->saved);
-		if (s->nsp->ops->on_restore && json_object_object_get_ex(rec->saved, "app", &app))
-			s->nsp->ops->on_restore(s, app, s->nsp->ud);
 		size_t sent = 0;
 		if (rec->local) {
 			struct rec_log *l = &s->nsp->log;

@@ -699,6 +699,22 @@ test('a second client sending the pid and offset of a socket already recovered g
   await eve.none('message:received');
 });
 
+test("another user presenting her pid and offset gets a session of his own, not hers", { skip }, async () => {
+  const s = await setup(mem);
+  const old = s.alice.last;
+  const { _pid: pid, _lastOffset: offset } = s.alice.socket;
+  await s.alice.drop();
+  const eve = new RecClient(mem, 'eve', { label: 'eve with alice\'s pid' });
+  eve.socket._pid = pid;
+  eve.socket._lastOffset = offset;
+  await eve.opened();
+  assert.equal(eve.last.recovered, false);
+  assert.notEqual(eve.last.id, old.id);
+  // not in alice's channel: her messages do not reach him
+  await s.bob.send(s.ch, 'for the members');
+  await eve.none('message:received');
+});
+
 test('recovery_window=0 (default): no pid, no offset argument, no recovery', { skip }, async () => {
   const ch = uniq('rec');
   const alice = await open(off, 'alice');
