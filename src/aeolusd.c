@@ -118,7 +118,8 @@ static int app_setup(void)
 	/* With Redis configured, the shared state lives there (one connection
 	 * of its own); without, in this process. */
 	if (redis)
-		store = store_redis_new(base, cfg.redis_url, cfg.redis_prefix, err, sizeof err);
+		store = store_redis_new(base, cfg.redis_url, cfg.redis_prefix, cluster_instance(),
+		                        cfg.presence_reap_after_ms, err, sizeof err);
 	else
 		store = store_memory_new(base);
 	if (!store || !app_start(base, &cfg, profile, store, redis, err, sizeof err)) {

@@ -513,7 +513,7 @@ static void join_now(struct req *r)
 		j->leave = r->spec->on_disconnect ? profile_event(r->app->p, r->spec->on_disconnect) : NULL;
 		j->req = json_object_get(tmpl_lookup(r->ctx, "req", 3));
 	}
-	store_room_add(r->app->st, "/", r->room, r->user_id, r->name, r->sid, join_added, r);
+	store_room_add(r->app->st, "/", r->room, r->user_id, r->name, r->sid, NULL, join_added, r);
 }
 
 static void acl_checked(redisReply *reply, void *ud)
@@ -1400,7 +1400,7 @@ static int on_restore(struct sio_socket *s, json_object *state, void *ud)
 		if (j->req)
 			ctx_set(r->ctx, "req", json_object_get(j->req));
 		ctx_set(r->ctx, "room", json_object_new_string(j->room));
-		store_room_add(a->st, "/", j->room, r->user_id, r->name, r->sid, rejoined, r);
+		store_room_add(a->st, "/", j->room, r->user_id, r->name, r->sid, NULL, rejoined, r);
 	}
 	return 0;
 }

@@ -21,7 +21,16 @@
  *
  * Names: "nsp" is a Socket.IO namespace ("/"), "room" a room of it, "user"
  * the user id, "sid" a socket id. Presence counts sockets (sids) per user, so
- * a user with two tabs is online once, and gone only when both are. */
+ * a user with two tabs is online once, and gone only when both are.
+ *
+ * Faults (the Redis store; the memory store has one process, and none of
+ * them): the sids an instance added are its own. When an instance dies
+ * without removing them, another one removes them (reaping) and reports,
+ * through on_reaped, each user whose last sid in nsp (or in a room) went
+ * with them: once in the cluster. When the store's backend comes back after
+ * an outage (perhaps empty), on_resync asks the application to add again
+ * every sid it holds; removals that failed meanwhile are done again by the
+ * store, their last sids reported through on_reaped. */
 #ifndef AEOLUS_STORE_H
 #define AEOLUS_STORE_H
 
@@ -43,6 +52,15 @@ typedef void (*store_cooldown_cb)(int err, int ok, uint64_t retry_after_ms, void
 /* A typing entry expired: called once per expiry, cluster-wide. */
 typedef void (*store_typing_expired_cb)(const char *nsp, const char *room, const char *user,
                                         json_object *info, void *ud);
+/* The last sid of user in nsp (room NULL), or in a room of nsp, was removed
+ * by the store itself (see Faults above): called once per such change,
+ * cluster-wide. name is the user's stored name; info is the room_add's (NULL
+ * for presence, or when none was given). */
+typedef void (*store_reaped_cb)(const char *nsp, const char *room, const char *user,
+                                const char *name, json_object *info, void *ud);
+/* The application is to add again every sid it holds (user_add, room_add:
+ * adding a sid already there changes nothing). */
+typedef void (*store_resync_cb)(void *ud);
 
 /* Which part of a history to read. after/before are message ids ("" or
  * NULL: not set), compared as numbers. With after: the first `limit`
@@ -74,9 +92,13 @@ struct store_ops {
 	/* [{"userId":..., "name":...}, ...] online in nsp, each user once, sorted by userId. */
 	void (*users_online)(struct store *st, const char *nsp, store_json_cb cb, void *ud);
 
-	/* Membership of a room, per user, counted by sid (as presence). */
+	/* Membership of a room, per user, counted by sid (as presence). info
+	 * (copied, may be NULL) comes back in on_reaped if this sid is reaped
+	 * and was the user's last in the room; a later room_add of the same sid
+	 * replaces it. */
 	void (*room_add)(struct store *st, const char *nsp, const char *room, const char *user,
-	                 const char *name, const char *sid, store_flag_cb cb, void *ud);
+	                 const char *name, const char *sid, json_object *info, store_flag_cb cb,
+	                 void *ud);
 	void (*room_remove)(struct store *st, const char *nsp, const char *room, const char *user,
 	                    const char *sid, store_flag_cb cb, void *ud);
 	/* [{"userId":..., "name":...}, ...] in the room, each user once, sorted by userId. */
@@ -115,6 +137,13 @@ struct store_ops {
 	void (*typing_clear)(struct store *st, const char *nsp, const char *room, const char *user,
 	                     store_flag_cb cb, void *ud);
 
+	/* A clean exit, once the application has removed its sids: removes
+	 * those still there (a removal that failed: reported through
+	 * on_reaped) and this instance's liveness record, and stops refreshing
+	 * it. The application must add no sid after it; the other operations
+	 * still work. */
+	void (*retire)(struct store *st, store_done_cb cb, void *ud);
+
 	/* Frees the store. Pending callbacks are dropped, never called. May be
 	 * called from inside any callback, on_typing_expired included. */
 	void (*free)(struct store *st);
@@ -124,6 +153,10 @@ struct store {
 	const struct store_ops *ops;
 	store_typing_expired_cb on_typing_expired;
 	void *on_typing_expired_ud;
+	store_reaped_cb on_reaped;       /* NULL: this instance does not reap */
+	void *on_reaped_ud;
+	store_resync_cb on_resync;
+	void *on_resync_ud;
 };
 
 /* The memory store. Completions come in the order the operations were
@@ -131,15 +164,23 @@ struct store {
 struct store *store_memory_new(struct event_base *base);
 
 /* The Redis store (Redis >= 6, one server: not Cluster), its keys under
- * "prefix:". Completions come in the order the operations were started.
+ * "prefix:", for the instance named instance (cluster_instance(): unique
+ * among the instances sharing the server). Completions come in the order
+ * the operations were started.
  * Connects at once and reconnects after any loss (redis.h); meanwhile,
  * and until the first connection is up, every operation completes with
  * STORE_EUNAVAIL. A STORE_EUNAVAIL for a connection lost after the command
  * was sent cannot say whether Redis applied it. Typing expiries are
  * reported by the instances whose on_typing_expired is set (polled every
- * 100 ms at most), each by one of them. NULL with a message in err when
- * the URL is bad. Running out of memory aborts the process. */
+ * 100 ms at most), each by one of them. The instance refreshes its
+ * liveness record every reap_after_ms / 3 (0: 30 s); an instance not seen
+ * for reap_after_ms is dead, and its sids are reaped by the instances whose
+ * on_reaped is set, checking as often. on_resync is called once the first
+ * connection is up, after every reconnection, and when the instance finds
+ * it was taken for dead. NULL with a message in err when the URL is bad.
+ * Running out of memory aborts the process. */
 struct store *store_redis_new(struct event_base *base, const char *url, const char *prefix,
+                              const char *instance, unsigned reap_after_ms,
                               char *err, size_t errlen);
 
 /* Shorthands: st->ops->x(st, ...). */
@@ -157,6 +198,7 @@ struct store *store_redis_new(struct event_base *base, const char *url, const ch
 #define store_cooldown_take(st, ...) (st)->ops->cooldown_take((st), __VA_ARGS__)
 #define store_typing_set(st, ...)    (st)->ops->typing_set((st), __VA_ARGS__)
 #define store_typing_clear(st, ...)  (st)->ops->typing_clear((st), __VA_ARGS__)
+#define store_retire(st, ...)        (st)->ops->retire((st), __VA_ARGS__)
 #define store_free(st)               (st)->ops->free(st)
 
 #endif

@@ -27,6 +27,10 @@
  * entry is moved into a completion record that reports it through
  * on_typing_expired, in order with the other completions.
  *
+ * Faults: none to survive. One process holds every sid, so nothing is
+ * reaped (room_add's info is not kept), nothing resynchronised, and retire
+ * only completes.
+ *
  * Memory: running out of memory aborts the process (as Redis does): the
  * store has no way to report it, since a callback that cannot be queued
  * cannot be called, and a half-done change cannot be reported either. */
@@ -568,10 +572,13 @@ static void m_users_online(struct store *st, const char *nsp, store_json_cb cb, 
 	queue_json(m, cb, ud, group_list(&m->online, nsp));
 }
 
+/* info is not kept: one process has no other instance to reap it. */
 static void m_room_add(struct store *st, const char *nsp, const char *room, const char *user,
-                       const char *name, const char *sid, store_flag_cb cb, void *ud)
+                       const char *name, const char *sid, json_object *info, store_flag_cb cb,
+                       void *ud)
 {
 	struct mstore *m = (struct mstore *)st;
+	(void)info;
 	const char *k = mkkey(m, nsp, room, NULL);
 	queue_flag(m, cb, ud, group_add(&m->rooms, k, user, name, sid));
 }
@@ -806,6 +813,13 @@ static void m_typing_clear(struct store *st, const char *nsp, const char *room, 
 
 /* --- the store --- */
 
+/* Nothing to undo: the sids die with the process, and no other instance
+ * takes it for dead (on_reaped and on_resync are never called). */
+static void m_retire(struct store *st, store_done_cb cb, void *ud)
+{
+	queue_done((struct mstore *)st, cb, ud);
+}
+
 static void destroy(struct mstore *m)
 {
 	done_drop(m->head);
@@ -851,6 +865,7 @@ static const struct store_ops memory_ops = {
 	.cooldown_take = m_cooldown_take,
 	.typing_set = m_typing_set,
 	.typing_clear = m_typing_clear,
+	.retire = m_retire,
 	.free = m_free,
 };
 

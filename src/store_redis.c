@@ -2,20 +2,27 @@
  * every instance that uses the same server and prefix.
  *
  * Keys. P is the prefix; every name that comes from a client (N a
- * namespace, R a room, U a user, C a channel, K a cooldown key) is written
- * "<length>:<bytes>", as in the memory store, so no choice of names can make
- * two different tuples one key, or one typing entry.
+ * namespace, R a room, U a user, C a channel, K a cooldown key, S a sid) is
+ * written "<length>:<bytes>", as in the memory store, so no choice of names
+ * can make two different tuples one key, or one typing entry. I is an
+ * instance id (ours: no client chooses it).
  *
  *   P:online:N          hash    user -> name: the users with a socket in N
- *   P:sids:NU           set     the sids of user U in N
+ *   P:sids:NU           set     the sids of user U in N, as "I:sid" (I the
+ *                               instance that added it)
  *   P:room:NR           hash    user -> name: the members of room R of N
- *   P:room-sids:NRU     set     the sids of user U in that room
+ *   P:room-sids:NRU     set     the sids of user U in that room, as "I:sid"
  *   P:channel:C         string  the channel's settings (JSON text)
  *   P:history:C         list    its newest messages (JSON text), oldest first
  *   P:history-id:C      string  the last id it gave (INCR; never reset)
  *   P:cooldown:KU       string  "1", the cooldown being its TTL (PX)
  *   P:typing            zset    NRU -> deadline (microseconds, Redis's clock)
  *   P:typing-info       hash    NRU -> info (JSON text, "" for none)
+ *   P:instances         zset    I -> when it was last seen (ms, Redis's clock)
+ *   P:instance:I        hash    the sids instance I added: "p"NUS -> "" for
+ *                               presence, "r"NRUS -> info (JSON text, "" for
+ *                               none) for rooms
+ *   P:reap-lock         string  I, the instance reaping (PX reap_after)
  *
  * Owners: a sid set and its user's field in the hash go together, removed
  * by the user_remove or room_remove that takes the last sid (Redis drops
@@ -26,13 +33,40 @@
  * history is bounded by its cap, and its counter must outlive it, or ids
  * would be given twice.
  *
- * Crash cleanup (not done yet): the sids of an instance that dies stay in
- * the sets. The way to it: each instance has an id I and a heartbeat key
- * P:alive:I (SET PX, refreshed well within its TTL), and adds, in the same
- * scripts, "<N><U><sid>" (and "<N><R><U><sid>") to a set P:instance:I; an
- * instance that sees a heartbeat gone runs group_remove for every entry of
- * the dead instance's set (reporting the users that went offline once, as
- * the script's flag says), then deletes the set.
+ * An instance's entry and its record in P:instances are its own: the
+ * scripts that add and remove a sid add and remove its entry too, so
+ * P:instance:I holds exactly the sids I has in the sets; the hash goes with
+ * its last entry, and the record when the instance retires (a clean exit)
+ * or is reaped. The lock goes with its TTL, or with the reaping. None of
+ * these has a TTL: what a dead instance left waits for a living one (the
+ * next to start, if all died) to reap it.
+ *
+ * Faults. Every reap_after/3 each instance refreshes its record (the
+ * script SC_BEAT, Redis's clock). An instance not seen for reap_after is
+ * dead: the same script, on an instance whose on_reaped is set, takes the
+ * lock (SET PX, unless another instance holds it) and undoes up to REAP_MAX
+ * entries of the oldest dead instance, removing it when none are left, and
+ * comes again at once while some are. Undoing an entry removes its sid from
+ * its set and, when that was the last, the user from the group, and returns
+ * the entry: the instance whose script undid it reports it, so each change
+ * is reported once in the cluster (a reply lost with the connection loses
+ * its reports, as a typing poll's). The lock keeps one instance at a dead
+ * one at a time; the scripts being atomic, two could not report one change
+ * twice anyway. Users of a dead instance who still have a sid elsewhere are
+ * not reported: their sets are not empty. A sid is a member of the sets
+ * with the instance that added it, so that a socket that comes back with
+ * its id on another instance (connection state recovery) is not taken away
+ * when the first instance removes its sid, or is reaped.
+ *
+ * A refresh that finds the instance's record missing (the first start,
+ * Redis restarted empty, or the instance taken for dead while it could not
+ * refresh) asks the application to add its sids again (on_resync), as does
+ * the first refresh after every reconnection (adds that failed meanwhile).
+ * A removal that fails (the connection is down, or lost with it sent) is
+ * kept (struct undo) and done again by SC_UNDO once connected: its socket
+ * is gone whether Redis applied it or not, and a last sid found then is
+ * reported through on_reaped. Retiring undoes what is left of the
+ * instance's hash (reported too), then removes its record.
  *
  * Atomicity: every operation is one command, one round trip. What reads and
  * then writes is a Lua script (EVALSHA; the scripts are loaded with SCRIPT
@@ -78,39 +112,150 @@
 #define POLL_MS 100              /* the longest wait between two typing polls */
 #define POLL_MAX 100             /* the most expiries one poll takes */
 #define MAX_MS 1000000000000ULL  /* longer cooldowns and ttls are cut to this (31 years) */
-#define MAX_ARGS 8
+#define MAX_ARGS 10
+#define REAP_MAX 200             /* the most entries one reaping script takes (~4 ms) */
+#define REAP_AFTER_MS 30000      /* reap_after_ms when 0 is given */
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
 /* --- the scripts --- */
 
 enum {
 	SC_GROUP_ADD, SC_GROUP_REMOVE, SC_HISTORY_ADD, SC_HISTORY_GET, SC_COOLDOWN,
-	SC_TYPING_SET, SC_TYPING_CLEAR, SC_TYPING_DUE, NSCRIPTS
+	SC_TYPING_SET, SC_TYPING_CLEAR, SC_TYPING_DUE, SC_BEAT, SC_UNDO, SC_RETIRE, NSCRIPTS
 };
+
+/* Lua shared by the scripts that undo the entries of an instance (see
+ * Faults above). */
+#define UNDO_LIB \
+	"-- Reads the part '<length>:<bytes>' at i of s: returns it whole, its\n" \
+	"-- bytes, and where the next starts; nil when malformed.\n" \
+	"local function part(s, i)\n" \
+	"  local c = string.find(s, ':', i, true)\n" \
+	"  local n = c and tonumber(string.sub(s, i, c - 1))\n" \
+	"  if not n or c + n > #s then return nil end\n" \
+	"  return string.sub(s, i, c + n), string.sub(s, c + 1, c + n), c + n + 1\n" \
+	"end\n" \
+	"-- Undoes the entry e (info: its value) of the hash h of instance I, P\n" \
+	"-- the prefix: removes it and its sid; when the sid was the user's last,\n" \
+	"-- removes the user from the group and appends e, name, info to out.\n" \
+	"local function undo(P, I, h, e, info, out)\n" \
+	"  redis.call('HDEL', h, e)\n" \
+	"  local enc, dec, i = {}, {}, 2\n" \
+	"  while i <= #e do\n" \
+	"    local whole, bytes, nxt = part(e, i)\n" \
+	"    if not whole then return end\n" \
+	"    enc[#enc + 1] = whole\n" \
+	"    dec[#dec + 1] = bytes\n" \
+	"    i = nxt\n" \
+	"  end\n" \
+	"  local kind, group, sids = string.sub(e, 1, 1)\n" \
+	"  if kind == 'p' and #enc == 3 then\n" \
+	"    group = P .. ':online:' .. enc[1]\n" \
+	"    sids = P .. ':sids:' .. enc[1] .. enc[2]\n" \
+	"  elseif kind == 'r' and #enc == 4 then\n" \
+	"    group = P .. ':room:' .. enc[1] .. enc[2]\n" \
+	"    sids = P .. ':room-sids:' .. enc[1] .. enc[2] .. enc[3]\n" \
+	"  else\n" \
+	"    return\n" \
+	"  end\n" \
+	"  local user, sid = dec[#dec - 1], dec[#dec]\n" \
+	"  if redis.call('SREM', sids, I .. ':' .. sid) == 0 or\n" \
+	"     redis.call('EXISTS', sids) == 1 then\n" \
+	"    return\n" \
+	"  end\n" \
+	"  out[#out + 1] = e\n" \
+	"  out[#out + 1] = redis.call('HGET', group, user) or ''\n" \
+	"  out[#out + 1] = info\n" \
+	"  redis.call('HDEL', group, user)\n" \
+	"end\n" \
+	"-- Undoes about max entries of h; returns true when some are left.\n" \
+	"local function undo_some(P, I, h, max, out)\n" \
+	"  local cur, n = '0', 0\n" \
+	"  repeat\n" \
+	"    local r = redis.call('HSCAN', h, cur, 'COUNT', max)\n" \
+	"    cur = r[1]\n" \
+	"    for i = 1, #r[2], 2 do\n" \
+	"      undo(P, I, h, r[2][i], r[2][i + 1], out)\n" \
+	"      n = n + 1\n" \
+	"    end\n" \
+	"  until cur == '0' or n >= max\n" \
+	"  return redis.call('EXISTS', h) == 1\n" \
+	"end\n"
 
 static const struct script {
 	int nkeys;
 	const char *text;
 } scripts[NSCRIPTS] = {
-	[SC_GROUP_ADD] = { 2,
-		"-- KEYS: a group (user -> name), the user's sids in it.\n"
-		"-- ARGV: user, name, sid, '1' when the name was given.\n"
-		"-- Returns 1 when sid is the user's first.\n"
+	[SC_GROUP_ADD] = { 3,
+		"-- KEYS: a group (user -> name), the user's sids in it, this\n"
+		"-- instance's entries. ARGV: user, name, 'I:sid', '1' when the name\n"
+		"-- was given, the sid's entry, its info. Returns 1 when it is the\n"
+		"-- user's first.\n"
 		"local first = redis.call('EXISTS', KEYS[2]) == 0\n"
 		"redis.call('SADD', KEYS[2], ARGV[3])\n"
+		"redis.call('HSET', KEYS[3], ARGV[5], ARGV[6])\n"
 		"if first or ARGV[4] == '1' then\n"
 		"  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
 		"end\n"
 		"if first then return 1 end\n"
 		"return 0\n" },
-	[SC_GROUP_REMOVE] = { 2,
-		"-- KEYS: as group_add. ARGV: user, sid. Returns 1 when it was the last.\n"
+	[SC_GROUP_REMOVE] = { 3,
+		"-- KEYS: as group_add. ARGV: user, 'I:sid', the sid's entry. Returns 1\n"
+		"-- when it was the last.\n"
+		"redis.call('HDEL', KEYS[3], ARGV[3])\n"
 		"if redis.call('SREM', KEYS[2], ARGV[2]) == 0 or\n"
 		"   redis.call('EXISTS', KEYS[2]) == 1 then\n"
 		"  return 0\n"
 		"end\n"
 		"redis.call('HDEL', KEYS[1], ARGV[1])\n"
 		"return 1\n" },
+	[SC_BEAT] = { 2, UNDO_LIB
+		"-- KEYS: the instances, the reaping lock. ARGV: prefix, this instance,\n"
+		"-- reap_after ms, the most entries to reap ('0': do not reap).\n"
+		"-- Refreshes this instance; takes entries of one dead instance, if\n"
+		"-- any and the lock is free or ours. Returns {1 when this instance was\n"
+		"-- not registered, 1 when to come again at once, entry, name, info, ...}.\n"
+		"local t = redis.call('TIME')\n"
+		"local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+		"local out = {redis.call('ZADD', KEYS[1], now, ARGV[2]), 0}\n"
+		"local max = tonumber(ARGV[4])\n"
+		"if max == 0 then return out end\n"
+		"local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf',\n"
+		"                        '(' .. (now - tonumber(ARGV[3])), 'LIMIT', 0, 1)\n"
+		"local holder = redis.call('GET', KEYS[2])\n"
+		"if #dead == 0 then\n"
+		"  if holder == ARGV[2] then redis.call('DEL', KEYS[2]) end\n"
+		"  return out\n"
+		"end\n"
+		"if holder and holder ~= ARGV[2] then return out end\n"
+		"redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])\n"
+		"local h = ARGV[1] .. ':instance:' .. dead[1]\n"
+		"if not undo_some(ARGV[1], dead[1], h, max, out) then\n"
+		"  redis.call('ZREM', KEYS[1], dead[1])\n"
+		"end\n"
+		"out[2] = 1\n"
+		"return out\n" },
+	[SC_UNDO] = { 1, UNDO_LIB
+		"-- KEYS: this instance's entries. ARGV: prefix, this instance, an entry\n"
+		"-- (a removal that failed). Returns {0, 0, entry, name, info} when its\n"
+		"-- sid was the last, else {0, 0}.\n"
+		"local out = {0, 0}\n"
+		"local info = redis.call('HGET', KEYS[1], ARGV[3]) or ''\n"
+		"undo(ARGV[1], ARGV[2], KEYS[1], ARGV[3], info, out)\n"
+		"return out\n" },
+	[SC_RETIRE] = { 3, UNDO_LIB
+		"-- KEYS: the instances, this instance's entries, the reaping lock.\n"
+		"-- ARGV: prefix, this instance, the most entries to take. Undoes the\n"
+		"-- entries left; with none left, removes the instance (and its\n"
+		"-- lock). Returns {0, 1 when some are left, entry, name, info, ...}.\n"
+		"local out = {0, 0}\n"
+		"if undo_some(ARGV[1], ARGV[2], KEYS[2], tonumber(ARGV[3]), out) then\n"
+		"  out[2] = 1\n"
+		"else\n"
+		"  redis.call('ZREM', KEYS[1], ARGV[2])\n"
+		"  if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end\n"
+		"end\n"
+		"return out\n" },
 	[SC_HISTORY_ADD] = { 2,
 		"-- KEYS: a history, its counter. ARGV: the message's text before and\n"
 		"-- after the value of its id, the cap. Returns the id.\n"
@@ -210,11 +355,21 @@ enum op_kind {
 	K_MESSAGES,                  /* store_json_cb, from an array of strings */
 	K_COOLDOWN,                  /* store_cooldown_cb */
 	K_TYPING,                    /* store_flag_cb, maybe after an expiry */
+	K_BEAT,                      /* the liveness refresh: maybe reaps, resyncs */
+	K_UNDO,                      /* a removal that failed, done again */
+	K_RETIRE,                    /* store_done_cb, after the reports */
 };
 
 /* A typing entry to report. */
 struct expiry {
 	char *nsp, *room, *user;     /* owned */
+	json_object *info;           /* owned, may be NULL */
+};
+
+/* A last sid removed by the store itself, to report. */
+struct reaped {
+	char *nsp, *room, *user;     /* owned; room NULL for presence */
+	char *name;                  /* owned */
 	json_object *info;           /* owned, may be NULL */
 };
 
@@ -244,6 +399,16 @@ struct op {
 	json_object *val;            /* owned, may be NULL */
 	struct expiry *exp;          /* owned, nexp of them */
 	size_t nexp;
+	struct reaped *reap;         /* owned, nreap of them */
+	size_t nreap;
+	int more;                    /* K_BEAT, K_RETIRE: to be sent again */
+};
+
+/* A removal that failed (its entry), to do again once connected. */
+struct undo {
+	struct undo *next;
+	char *entry;                 /* owned */
+	size_t len;
 };
 
 struct rstore {
@@ -260,6 +425,14 @@ struct rstore {
 	int running;                 /* calling back */
 	int freed;                   /* store_free() came meanwhile */
 	struct buf key;              /* scratch */
+	char *instance;              /* owned: this instance's id */
+	char *own;                   /* owned: the key of its entries, P:instance:I */
+	uint64_t reap_after_ms;
+	struct event *beat;          /* the liveness refresh */
+	int beating;                 /* a refresh is waiting for its reply */
+	int resync_due;              /* on_resync at the next refresh that works */
+	int retired;
+	struct undo *undo;           /* removals to do again */
 };
 
 /* --- helpers (allocation that cannot fail is util.h's xmust and friends) --- */
@@ -419,6 +592,15 @@ static int expiry_parse(struct expiry *e, const char *p, size_t n, const char *i
 	return 0;
 }
 
+static void reaped_free(struct reaped *r)
+{
+	free(r->nsp);
+	free(r->room);
+	free(r->user);
+	free(r->name);
+	json_object_put(r->info);
+}
+
 /* --- records --- */
 
 static void op_free(struct op *op)
@@ -433,6 +615,9 @@ static void op_free(struct op *op)
 		json_object_put(op->exp[i].info);
 	}
 	free(op->exp);
+	for (size_t i = 0; i < op->nreap; i++)
+		reaped_free(&op->reap[i]);
+	free(op->reap);
 	free(op);
 }
 
@@ -596,6 +781,60 @@ static int read_poll(struct op *op, const redisReply *rep)
 	return 0;
 }
 
+/* Fills r from an entry ('p' N U sid, or 'r' N R U sid), the user's name
+ * and the entry's info text. Returns 0, or -1. */
+static int reaped_parse(struct reaped *r, const char *p, size_t n, const redisReply *name,
+                        const redisReply *info)
+{
+	char kind = n ? *p : '\0', *sid = NULL;
+
+	memset(r, 0, sizeof *r);
+	p++;
+	n = n ? n - 1 : 0;
+	if ((kind != 'p' && kind != 'r') || !(r->nsp = take_part(&p, &n)) ||
+	    (kind == 'r' && !(r->room = take_part(&p, &n))) || !(r->user = take_part(&p, &n)) ||
+	    !(sid = take_part(&p, &n)) || n || !is_str(name) || !is_str(info) ||
+	    (info->len && jparse(info->str, info->len, &r->info) < 0)) {
+		free(sid);
+		reaped_free(r);
+		return -1;
+	}
+	free(sid);
+	r->name = xmemdup(name->str, name->len);
+	return 0;
+}
+
+/* Adds a report from an entry, the user's name and the entry's info (replies). */
+static void add_reaped(struct op *op, const redisReply *entry, const redisReply *name,
+                       const redisReply *info)
+{
+	struct reaped r;
+
+	if (!is_str(entry) || reaped_parse(&r, entry->str, entry->len, name, info) < 0) {
+		log_warn("redis store: a bad instance entry: '%.*s'",
+		         is_str(entry) ? (entry->len > 64 ? 64 : (int)entry->len) : 0,
+		         is_str(entry) ? entry->str : "");
+		return;
+	}
+	op->reap = xmust(realloc(op->reap, (op->nreap + 1) * sizeof *op->reap));
+	op->reap[op->nreap++] = r;
+}
+
+/* {registered, more, entry, name, info, ...}: op->flag is 1 when the
+ * instance was not registered, op->more 1 when to send again. */
+static int read_reaped(struct op *op, const redisReply *rep)
+{
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 || (rep->elements - 2) % 3 ||
+	    rep->element[0]->type != REDIS_REPLY_INTEGER ||
+	    rep->element[1]->type != REDIS_REPLY_INTEGER)
+		return -1;
+	op->flag = rep->element[0]->integer != 0;
+	op->more = rep->element[1]->integer != 0;
+	for (size_t i = 2; i < rep->elements; i += 3)
+		add_reaped(op, rep->element[i], rep->element[i + 1], rep->element[i + 2]);
+	return 0;
+}
+
 static int read_integer(const redisReply *rep, long long *v)
 {
 	if (rep->type != REDIS_REPLY_INTEGER)
@@ -647,6 +886,10 @@ static int op_read(struct rstore *s, struct op *op, const redisReply *rep)
 		return 0;
 	case K_TYPING:
 		return read_typing(op, rep);
+	case K_BEAT:
+	case K_UNDO:
+	case K_RETIRE:
+		return read_reaped(op, rep);
 	}
 	return -1;
 }
@@ -670,6 +913,25 @@ static void poll_arm(struct rstore *s, uint64_t ms)
 	s->poll_at = at;
 }
 
+static void beat_arm(struct rstore *s, uint64_t ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+
+	if (!s->retired)
+		evtimer_add(s->beat, &tv);
+}
+
+/* Keeps the entry of a removal that failed (argv[i] of op), to do it again. */
+static void undo_keep(struct rstore *s, struct op *op, int i)
+{
+	struct undo *u = xcalloc(1, sizeof *u);
+
+	u->entry = xmemdup(op->argv[i], op->argvlen[i]);
+	u->len = op->argvlen[i];
+	u->next = s->undo;
+	s->undo = u;
+}
+
 /* What a finished record tells the store itself, at once. */
 static void op_finished(struct rstore *s, struct op *op)
 {
@@ -678,6 +940,13 @@ static void op_finished(struct rstore *s, struct op *op)
 		poll_arm(s, op->err ? POLL_MS : op->num);
 	} else if (op->kind == K_TYPING && !op->err && op->script == SC_TYPING_SET) {
 		poll_arm(s, op->num);    /* the new deadline */
+	} else if (op->kind == K_BEAT) {
+		s->beating = 0;
+		beat_arm(s, !op->err && op->more ? 0 : s->reap_after_ms / 3);
+	} else if (op->err && op->script == SC_GROUP_REMOVE) {
+		undo_keep(s, op, 5);     /* its entry */
+	} else if (op->err && op->kind == K_UNDO) {
+		undo_keep(s, op, 3);
 	}
 }
 
@@ -688,6 +957,12 @@ static void report(struct rstore *s, struct op *op)
 		if (s->st.on_typing_expired)
 			s->st.on_typing_expired(e->nsp, e->room, e->user, e->info,
 			                        s->st.on_typing_expired_ud);
+	}
+	for (size_t i = 0; i < op->nreap && !s->freed; i++) {
+		struct reaped *r = &op->reap[i];
+		if (s->st.on_reaped)
+			s->st.on_reaped(r->nsp, r->room, r->user, r->name, r->info,
+			                s->st.on_reaped_ud);
 	}
 }
 
@@ -701,8 +976,19 @@ static void op_call(struct rstore *s, struct op *op)
 	switch (op->kind) {
 	case K_LOAD:
 	case K_POLL:
+	case K_UNDO:
+		break;
+	case K_BEAT:
+		/* Registered anew (first start, Redis emptied, or taken for dead),
+		 * or back after an outage: the application adds its sids again. */
+		if (!err && (op->flag || s->resync_due) && !s->retired) {
+			s->resync_due = 0;
+			if (s->st.on_resync)
+				s->st.on_resync(s->st.on_resync_ud);
+		}
 		break;
 	case K_DONE:
+	case K_RETIRE:
 		op->cb.done(err, op->ud);
 		break;
 	case K_FLAG:
@@ -776,11 +1062,68 @@ static void on_reply(redisReply *reply, void *ud)
 		log_warn("redis store: an unexpected reply (type %d)", reply->type);
 		op->err = STORE_EUNAVAIL;
 	}
+	if (!op->err && op->kind == K_RETIRE && op->more) {
+		/* Entries are left: the same script again, in the same place. */
+		op->more = 0;
+		op->done = 0;
+		if (op_send(s, op) == 0)
+			return;
+		op->done = 1;
+		op->err = STORE_EUNAVAIL;
+	}
 	op_finished(s, op);
 	drain(s);
 }
 
 /* --- connection and typing poll --- */
+
+/* Refreshes this instance's liveness record and, with on_reaped set, reaps
+ * (see Faults above). */
+static void beat_now(struct rstore *s)
+{
+	if (s->beating || s->retired)
+		return;
+	struct op *op = op_new(s, K_BEAT, SC_BEAT, NULL);
+	op_key(s, op, "instances", NULL, NULL, NULL);
+	op_key(s, op, "reap-lock", NULL, NULL, NULL);
+	op_str(op, s->prefix);
+	op_str(op, s->instance);
+	op_u64(op, s->reap_after_ms);
+	op_u64(op, s->st.on_reaped ? REAP_MAX : 0);
+	s->beating = 1;
+	op_start(s, op);
+}
+
+static void on_beat(evutil_socket_t fd, short what, void *arg)
+{
+	struct rstore *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (redis_connected(s->r))
+		beat_now(s);             /* otherwise on_state() does, once up */
+}
+
+/* Does the removals that failed again: the sids are gone, whether Redis
+ * applied them or not. */
+static void undo_again(struct rstore *s)
+{
+	struct undo *u = s->undo;
+
+	s->undo = NULL;
+	while (u) {
+		struct undo *next = u->next;
+		struct op *op = op_new(s, K_UNDO, SC_UNDO, NULL);
+		op_arg(op, s->own, strlen(s->own));
+		op_str(op, s->prefix);
+		op_str(op, s->instance);
+		op_arg(op, u->entry, u->len);
+		op_start(s, op);
+		free(u->entry);
+		free(u);
+		u = next;
+	}
+}
 
 static void on_state(int up, void *ud)
 {
@@ -796,6 +1139,11 @@ static void on_state(int up, void *ud)
 		op_str(op, scripts[i].text);
 		op_start(s, op);
 	}
+	if (s->retired)
+		return;
+	s->resync_due = 1;
+	beat_now(s);
+	undo_again(s);
 }
 
 static void on_poll(evutil_socket_t fd, short what, void *arg)
@@ -821,20 +1169,51 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
 
 /* --- presence and rooms --- */
 
-static void group_add(struct rstore *s, struct op *op, const char *user, const char *name,
-                      const char *sid)
+/* The instance's entry of a sid: 'p' N U sid, or 'r' N R U sid (room not
+ * NULL). */
+static void op_own_entry(struct rstore *s, struct op *op, const char *nsp, const char *room,
+                         const char *user, const char *sid)
 {
+	buf_reset(&s->key);
+	bputs(&s->key, room ? "r" : "p");
+	put_part(&s->key, nsp);
+	if (room)
+		put_part(&s->key, room);
+	put_part(&s->key, user);
+	put_part(&s->key, sid);
+	op_arg(op, s->key.p, s->key.len);
+}
+
+/* A sid as a member of the sets: "I:sid". */
+static void op_member(struct rstore *s, struct op *op, const char *sid)
+{
+	buf_reset(&s->key);
+	if (buf_printf(&s->key, "%s:%s", s->instance, sid) < 0)
+		xmust(NULL);
+	op_arg(op, s->key.p, s->key.len);
+}
+
+/* op has the group's keys; adds the instance's and the arguments, sends. */
+static void group_add(struct rstore *s, struct op *op, const char *nsp, const char *room,
+                      const char *user, const char *name, const char *sid, json_object *info)
+{
+	op_arg(op, s->own, strlen(s->own));
 	op_str(op, user);
 	op_str(op, name ? name : user);
-	op_str(op, sid);
+	op_member(s, op, sid);
 	op_str(op, name ? "1" : "0");
+	op_own_entry(s, op, nsp, room, user, sid);
+	op_str(op, info ? json_object_to_json_string_ext(info, JSON_FLAGS) : "");
 	op_start(s, op);
 }
 
-static void group_remove(struct rstore *s, struct op *op, const char *user, const char *sid)
+static void group_remove(struct rstore *s, struct op *op, const char *nsp, const char *room,
+                         const char *user, const char *sid)
 {
+	op_arg(op, s->own, strlen(s->own));
 	op_str(op, user);
-	op_str(op, sid);
+	op_member(s, op, sid);
+	op_own_entry(s, op, nsp, room, user, sid);   /* argv[5]: see op_finished() */
 	op_start(s, op);
 }
 
@@ -861,7 +1240,7 @@ static void r_user_add(struct store *st, const char *nsp, const char *user, cons
 
 	op_key(s, op, "online", nsp, NULL, NULL);
 	op_key(s, op, "sids", nsp, user, NULL);
-	group_add(s, op, user, name, sid);
+	group_add(s, op, nsp, NULL, user, name, sid, NULL);
 }
 
 static void r_user_remove(struct store *st, const char *nsp, const char *user, const char *sid,
@@ -872,7 +1251,7 @@ static void r_user_remove(struct store *st, const char *nsp, const char *user, c
 
 	op_key(s, op, "online", nsp, NULL, NULL);
 	op_key(s, op, "sids", nsp, user, NULL);
-	group_remove(s, op, user, sid);
+	group_remove(s, op, nsp, NULL, user, sid);
 }
 
 static void r_user_online(struct store *st, const char *nsp, const char *user,
@@ -898,14 +1277,15 @@ static void r_users_online(struct store *st, const char *nsp, store_json_cb cb, 
 }
 
 static void r_room_add(struct store *st, const char *nsp, const char *room, const char *user,
-                       const char *name, const char *sid, store_flag_cb cb, void *ud)
+                       const char *name, const char *sid, json_object *info, store_flag_cb cb,
+                       void *ud)
 {
 	struct rstore *s = (struct rstore *)st;
 	struct op *op = flag_op(s, SC_GROUP_ADD, cb, ud);
 
 	op_key(s, op, "room", nsp, room, NULL);
 	op_key(s, op, "room-sids", nsp, room, user);
-	group_add(s, op, user, name, sid);
+	group_add(s, op, nsp, room, user, name, sid, info);
 }
 
 static void r_room_remove(struct store *st, const char *nsp, const char *room, const char *user,
@@ -916,7 +1296,7 @@ static void r_room_remove(struct store *st, const char *nsp, const char *room, c
 
 	op_key(s, op, "room", nsp, room, NULL);
 	op_key(s, op, "room-sids", nsp, room, user);
-	group_remove(s, op, user, sid);
+	group_remove(s, op, nsp, room, user, sid);
 }
 
 static void r_room_members(struct store *st, const char *nsp, const char *room,
@@ -1081,6 +1461,23 @@ static void r_typing_clear(struct store *st, const char *nsp, const char *room, 
 
 /* --- the store --- */
 
+static void r_retire(struct store *st, store_done_cb cb, void *ud)
+{
+	struct rstore *s = (struct rstore *)st;
+	struct op *op = op_new(s, K_RETIRE, SC_RETIRE, ud);
+
+	op->cb.done = cb;
+	s->retired = 1;
+	evtimer_del(s->beat);
+	op_key(s, op, "instances", NULL, NULL, NULL);
+	op_arg(op, s->own, strlen(s->own));
+	op_key(s, op, "reap-lock", NULL, NULL, NULL);
+	op_str(op, s->prefix);
+	op_str(op, s->instance);
+	op_u64(op, REAP_MAX);
+	op_start(s, op);
+}
+
 static void destroy(struct rstore *s)
 {
 	struct op *op = s->head;
@@ -1098,6 +1495,16 @@ static void destroy(struct rstore *s)
 		event_free(s->pass);
 	if (s->poll)
 		event_free(s->poll);
+	if (s->beat)
+		event_free(s->beat);
+	while (s->undo) {
+		struct undo *u = s->undo;
+		s->undo = u->next;
+		free(u->entry);
+		free(u);
+	}
+	free(s->instance);
+	free(s->own);
 	free(s->prefix);
 	buf_free(&s->key);
 	free(s);
@@ -1129,10 +1536,12 @@ static const struct store_ops redis_ops = {
 	.cooldown_take = r_cooldown_take,
 	.typing_set = r_typing_set,
 	.typing_clear = r_typing_clear,
+	.retire = r_retire,
 	.free = r_free,
 };
 
 struct store *store_redis_new(struct event_base *base, const char *url, const char *prefix,
+                              const char *instance, unsigned reap_after_ms,
                               char *err, size_t errlen)
 {
 	struct rstore *s = xcalloc(1, sizeof *s);
@@ -1140,9 +1549,16 @@ struct store *store_redis_new(struct event_base *base, const char *url, const ch
 	s->st.ops = &redis_ops;
 	s->tail = &s->head;
 	s->prefix = xmust(strdup(prefix));
+	s->instance = xmust(strdup(instance));
 	buf_init(&s->key, 0);
+	if (buf_printf(&s->key, "%s:instance:%s", prefix, instance) < 0)
+		xmust(NULL);
+	s->own = xmust(strdup(s->key.p));
+	s->reap_after_ms = reap_after_ms ? reap_after_ms : REAP_AFTER_MS;
+	s->resync_due = 1;
 	s->pass = xmust(event_new(base, -1, 0, on_pass, s));
 	s->poll = xmust(evtimer_new(base, on_poll, s));
+	s->beat = xmust(evtimer_new(base, on_beat, s));
 	snprintf(err, errlen, "out of memory");
 	if (!(s->r = redis_new(base, url, "store", err, errlen))) {
 		destroy(s);

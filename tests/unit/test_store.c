@@ -6,7 +6,8 @@
  * store on a redis-server this program starts on a free loopback port (and
  * stops at the end). Without redis-server, the Redis half fails. The Redis
  * half adds its own tests: two instances on one server (two daemons), an
- * unreachable server, and one that comes back. */
+ * unreachable server, and one that comes back; instances that die (their
+ * sids reaped by the others) or retire, and resynchronisation. */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -140,6 +141,31 @@ static void on_expired(const char *nsp, const char *room, const char *user, json
 	expired.at = mono_ms();
 }
 
+/* The sids reported reaped, as "nsp|room|user|name=info;" each (room "-"
+ * for presence), and the resyncs asked for. */
+static struct {
+	int n;
+	char log[1024];
+} reaped;
+static int resyncs;
+
+static void on_reaped(const char *nsp, const char *room, const char *user, const char *name,
+                      json_object *info, void *ud)
+{
+	size_t len = strlen(reaped.log);
+
+	ck_assert_ptr_eq(ud, &reaped);
+	snprintf(reaped.log + len, sizeof reaped.log - len, "%s|%s|%s|%s=%s;", nsp,
+	         room ? room : "-", user, name, json_object_to_json_string_ext(info, JSON_FLAGS));
+	reaped.n++;
+}
+
+static void on_resync(void *ud)
+{
+	ck_assert_ptr_eq(ud, &resyncs);
+	resyncs++;
+}
+
 /* --- a redis-server of our own --- */
 
 static int redis_port;
@@ -261,6 +287,8 @@ static void setup_loop(void)
 	base = event_base_new();
 	ck_assert_ptr_nonnull(base);
 	memset(&expired, 0, sizeof expired);
+	memset(&reaped, 0, sizeof reaped);
+	resyncs = 0;
 	seq = 0;
 }
 
@@ -268,6 +296,10 @@ static void watch(struct store *s)
 {
 	s->on_typing_expired = on_expired;
 	s->on_typing_expired_ud = &expired;
+	s->on_reaped = on_reaped;
+	s->on_reaped_ud = &reaped;
+	s->on_resync = on_resync;
+	s->on_resync_ud = &resyncs;
 }
 
 static void setup(void)
@@ -293,17 +325,28 @@ static void wait_ready(struct store *s)
 	ck_abort_msg("the Redis store does not connect");
 }
 
-/* A Redis store on our server, connected. */
-static struct store *redis_store(const char *prefix)
+/* A Redis store on our server, connected, as instance "i<n>" (n counts the
+ * stores of a test from 1), taking others for dead after reap_after_ms. */
+static int instances;
+
+static struct store *redis_instance(const char *prefix, unsigned reap_after_ms)
 {
-	char err[256];
-	struct store *s = store_redis_new(base, redis_url, prefix, err, sizeof err);
+	char err[256], id[16];
+	struct store *s;
+
+	snprintf(id, sizeof id, "i%d", ++instances);
+	s = store_redis_new(base, redis_url, prefix, id, reap_after_ms, err, sizeof err);
 
 	ck_assert_msg(s != NULL, "store_redis_new: %s", err);
 	ck_assert_str_eq(s->ops->name, "redis");
 	watch(s);
 	wait_ready(s);
 	return s;
+}
+
+static struct store *redis_store(const char *prefix)
+{
+	return redis_instance(prefix, 0);
 }
 
 static void setup_redis(void)
@@ -314,6 +357,7 @@ static void setup_redis(void)
 	ck_assert_ptr_nonnull(rep);
 	freeReplyObject(rep);
 	setup_loop();
+	instances = 0;
 	st = redis_store("test");
 	seq = 0;
 }
@@ -370,7 +414,7 @@ static int room_add(const char *nsp, const char *room, const char *user, const c
                     const char *sid)
 {
 	struct res r = { 0 };
-	store_room_add(st, nsp, room, user, name, sid, flag_cb, &r);
+	store_room_add(st, nsp, room, user, name, sid, NULL, flag_cb, &r);
 	return flag_of(&r);
 }
 
@@ -517,6 +561,14 @@ static int typing_clear(const char *nsp, const char *room, const char *user)
 	return flag_of(&r);
 }
 
+static void retire(void)
+{
+	struct res r = { 0 };
+	store_retire(st, done_cb, &r);
+	await_once(&r.n);
+	ck_assert_int_eq(r.err, 0);
+}
+
 /* ------------------------------------------------------------------------
  * Completions */
 
@@ -529,7 +581,7 @@ START_TEST(callbacks_deferred_in_order)
 	store_user_add(st, "/", "u", "U", "s1", flag_cb, &r[0]);
 	store_user_remove(st, "/", "u", "s1", flag_cb, &r[1]);
 	store_users_online(st, "/", json_cb, &r[2]);
-	store_room_add(st, "/", "r", "u", "U", "s1", flag_cb, &r[3]);
+	store_room_add(st, "/", "r", "u", "U", "s1", NULL, flag_cb, &r[3]);
 	store_room_members(st, "/", "r", json_cb, &r[4]);
 	store_channel_set(st, "c", o, done_cb, &r[5]);
 	store_history_add(st, "c", o, 10, json_cb, &r[6]);
@@ -650,6 +702,17 @@ START_TEST(free_from_expiry)
 	ck_assert_int_eq(r[0].n, 1);
 	ck_assert_int_eq(r[1].n, 1);
 	ck_assert_int_eq(expired.n, 1);
+}
+END_TEST
+
+/* Retiring completes once, later; reads still work after it. */
+START_TEST(retire_completes)
+{
+	ck_assert_int_eq(user_add("/", "u", "U", "s1"), 1);
+	ck_assert_int_eq(user_remove("/", "u", "s1"), 1);
+	retire();
+	ck_assert_int_eq(user_online("/", "u"), 0);
+	ck_assert_int_eq(reaped.n, 0);
 }
 END_TEST
 
@@ -1109,6 +1172,17 @@ static void on_expired_count(const char *nsp, const char *room, const char *user
 	expired.n++;
 }
 
+static void on_reaped_count(const char *nsp, const char *room, const char *user,
+                            const char *name, json_object *info, void *ud)
+{
+	(void)nsp;
+	(void)room;
+	(void)name;
+	(void)info;
+	on_expired_count(nsp, room, user, NULL, ud);
+	reaped.n++;
+}
+
 START_TEST(redis_typing_expires_once_cluster_wide)
 {
 	static int which[2] = { 0, 1 };
@@ -1159,7 +1233,8 @@ static char *keys(void)
 
 	ck_assert_ptr_nonnull(rep);
 	ck_assert_int_eq(rep->type, REDIS_REPLY_ARRAY);
-	qsort(rep->element, rep->elements, sizeof *rep->element, reply_cmp);
+	if (rep->elements)
+		qsort(rep->element, rep->elements, sizeof *rep->element, reply_cmp);
 	for (size_t i = 0; i < rep->elements; i++)
 		snprintf(out + strlen(out), sizeof out - strlen(out), "%s%s", i ? " " : "",
 		         rep->element[i]->str);
@@ -1193,8 +1268,9 @@ START_TEST(redis_keys_owned)
 	channel_set("c", v);
 	json_object_put(v);
 	ck_assert_text(keys(), "test:channel:1:c test:cooldown:1:k1:u test:history-id:1:c "
-	               "test:history:1:c test:online:1:/ test:room-sids:1:/1:r1:u "
-	               "test:room:1:/1:r test:sids:1:/1:u test:typing test:typing-info");
+	               "test:history:1:c test:instance:i1 test:instances test:online:1:/ "
+	               "test:room-sids:1:/1:r1:u test:room:1:/1:r test:sids:1:/1:u test:typing "
+	               "test:typing-info");
 	ck_assert_int_gt(pttl("test:cooldown:1:k1:u"), 0);
 
 	ck_assert_int_eq(user_remove("/", "u", "s1"), 1);
@@ -1202,7 +1278,210 @@ START_TEST(redis_keys_owned)
 	ck_assert_int_eq(typing_clear("/", "r", "u"), 1);
 	run(&expired.n, 1, 1000);
 	run(NULL, 0, 60);
+	/* The instance's liveness record stays until it retires. */
+	ck_assert_text(keys(), "test:channel:1:c test:history-id:1:c test:history:1:c "
+	               "test:instances");
+	retire();
 	ck_assert_text(keys(), "test:channel:1:c test:history-id:1:c test:history:1:c");
+	ck_assert_int_eq(reaped.n, 0);
+}
+END_TEST
+
+/* How long the reaping tests take an instance for dead. */
+#define REAP_MS 300
+
+/* Runs the loop until n reports came (or 3 s), then REAP_MS more: no other
+ * may follow. */
+static void await_reaped(int n)
+{
+	run(&reaped.n, n, 3000);
+	run(NULL, 0, REAP_MS);
+	ck_assert_int_eq(reaped.n, n);
+}
+
+/* An instance dies (its store freed without retiring, as a process
+ * killed): after reap_after, the other one removes its sids, reports each
+ * user gone from a group once, and leaves the users it holds itself. */
+START_TEST(redis_reap_dead_instance)
+{
+	json_object *info = json_tokener_parse("{\"event\":\"leave\",\"req\":{\"c\":1}}");
+	struct res r = { 0 };
+
+	store_free(st);
+	st = redis_instance("test", REAP_MS);          /* i2: lives */
+	st2 = redis_instance("test", REAP_MS);         /* i3: dies */
+	st2->on_reaped = NULL;
+	ck_assert_int_eq(user_add("/", "b", "B", "s4"), 1);
+	ck_assert_int_eq(user_add("/", "c", "C", "s5"), 1);
+	ck_assert_int_eq(room_add("/", "r", "b", "B", "s4"), 1);
+	swap();
+	ck_assert_int_eq(user_add("/", "a", "A", "s1"), 1);
+	ck_assert_int_eq(user_add("/", "a", NULL, "s2"), 0);
+	ck_assert_int_eq(user_add("/", "b", "B", "s3"), 0);
+	ck_assert_int_eq(user_add("/chat", "a", "A", "s6"), 1);
+	/* The info reported is the last sid's: here both have the same. */
+	store_room_add(st, "/", "r", "a", "A", "s1", info, flag_cb, &r);
+	ck_assert_int_eq(flag_of(&r), 1);
+	memset(&r, 0, sizeof r);
+	store_room_add(st, "/", "r", "a", "A", "s2", info, flag_cb, &r);
+	ck_assert_int_eq(flag_of(&r), 0);
+	ck_assert_int_eq(room_add("/", "r", "b", "B", "s3"), 0);
+	ck_assert_int_eq(room_add("/", "r2", "b", "B", "s3"), 1);
+	ck_assert_int_eq(user_add("/", "d", "D", "s7"), 1);
+	ck_assert_int_eq(user_remove("/", "d", "s7"), 1);   /* gone before: not reported */
+	json_object_put(info);
+	store_free(st);                                   /* killed */
+	st = st2;
+	st2 = NULL;
+	ck_assert_int_eq(reaped.n, 0);
+
+	/* Reported in no particular order: one each, by the living instance. */
+	await_reaped(4);
+	ck_assert(strstr(reaped.log, "/|-|a|A=null;"));
+	ck_assert(strstr(reaped.log, "/chat|-|a|A=null;"));
+	ck_assert_msg(strstr(reaped.log, "/|r|a|A={\"event\":\"leave\",\"req\":{\"c\":1}};"),
+	              "%s", reaped.log);
+	ck_assert(strstr(reaped.log, "/|r2|b|B=null;"));
+	ck_assert_text(users_online("/"),
+	               "[{\"userId\":\"b\",\"name\":\"B\"},{\"userId\":\"c\",\"name\":\"C\"}]");
+	ck_assert_text(users_online("/chat"), "[]");
+	ck_assert_text(room_members("/", "r"), "[{\"userId\":\"b\",\"name\":\"B\"}]");
+	ck_assert_text(room_members("/", "r2"), "[]");
+	/* b goes with its last sid, as usual. */
+	ck_assert_int_eq(user_remove("/", "b", "s4"), 1);
+	ck_assert_int_eq(room_remove("/", "r", "b", "s4"), 1);
+	ck_assert_text(keys(), "test:instance:i2 test:instances test:online:1:/ test:sids:1:/1:c");
+}
+END_TEST
+
+/* A socket that comes back with its id on another instance (connection
+ * state recovery) keeps it: neither the first instance's removal of that
+ * sid nor its reaping takes the user away. */
+START_TEST(redis_same_sid_on_two_instances)
+{
+	store_free(st);
+	st = redis_instance("test", REAP_MS);          /* i2: lives */
+	st2 = redis_instance("test", REAP_MS);         /* i3: loses the socket, dies */
+	st2->on_reaped = NULL;
+	swap();
+	ck_assert_int_eq(user_add("/", "u", "U", "s1"), 1);
+	ck_assert_int_eq(room_add("/", "r", "u", "U", "s1"), 1);
+	ck_assert_int_eq(user_add("/", "v", "V", "s2"), 1);
+	swap();
+	ck_assert_int_eq(user_add("/", "u", "U", "s1"), 0);       /* back on i2 */
+	ck_assert_int_eq(room_add("/", "r", "u", "U", "s1"), 0);
+	ck_assert_int_eq(user_add("/", "v", "V", "s2"), 0);
+	swap();
+	ck_assert_int_eq(user_remove("/", "v", "s2"), 0);         /* i3 lets v go */
+	store_free(st);                                   /* i3 dies with u's entries */
+	st = st2;
+	st2 = NULL;
+	run(NULL, 0, 4 * REAP_MS);
+	ck_assert_int_eq(reaped.n, 0);
+	ck_assert_text(users_online("/"),
+	               "[{\"userId\":\"u\",\"name\":\"U\"},{\"userId\":\"v\",\"name\":\"V\"}]");
+	ck_assert_text(room_members("/", "r"), "[{\"userId\":\"u\",\"name\":\"U\"}]");
+	ck_assert_text(keys(), "test:instance:i2 test:instances test:online:1:/ "
+	               "test:room-sids:1:/1:r1:u test:room:1:/1:r test:sids:1:/1:u test:sids:1:/1:v");
+	ck_assert_int_eq(user_remove("/", "u", "s1"), 1);
+	ck_assert_int_eq(room_remove("/", "r", "u", "s1"), 1);
+	ck_assert_int_eq(user_remove("/", "v", "s2"), 1);
+}
+END_TEST
+
+/* Two instances reap a dead one with many sids (more than one script
+ * takes at once): each user is reported once, by one of them. */
+START_TEST(redis_reap_once_cluster_wide)
+{
+	static int which[2] = { 0, 1 };
+	enum { USERS = 20, SIDS = 300 };
+	struct store *dead;
+	char user[16], sid[16];
+
+	store_free(st);
+	st = redis_instance("test", REAP_MS);
+	st2 = redis_instance("test", REAP_MS);
+	dead = redis_instance("test", REAP_MS);
+	swap();                      /* st is the second */
+	struct store *keep = st;
+	st = dead;
+	for (int i = 0; i < SIDS; i++) {
+		snprintf(user, sizeof user, "u%d", i % USERS);
+		snprintf(sid, sizeof sid, "s%d", i);
+		user_add("/", user, NULL, sid);
+		room_add("/", "r", user, NULL, sid);
+	}
+	st = keep;
+	store_free(dead);
+	memset(reported, 0, sizeof reported);
+	memset(reported_by, 0, sizeof reported_by);
+	st->on_reaped = st2->on_reaped = on_reaped_count;
+	st->on_reaped_ud = &which[0];
+	st2->on_reaped_ud = &which[1];
+	run(&reaped.n, 2 * USERS, 3000);
+	run(NULL, 0, REAP_MS);
+	for (int i = 0; i < USERS; i++)
+		ck_assert_int_eq(reported[i], 2);    /* presence, and the room */
+	ck_assert_int_eq(reported_by[0] + reported_by[1], 2 * USERS);
+	ck_assert_text(users_online("/"), "[]");
+	ck_assert_text(room_members("/", "r"), "[]");
+}
+END_TEST
+
+/* A clean exit: the sids the instance did not remove (a removal that
+ * failed) are removed and reported by the instance itself, its record goes,
+ * and the other instance has nothing left to reap. */
+START_TEST(redis_retire_leaves_nothing)
+{
+	st2 = redis_instance("test", REAP_MS);
+	swap();
+	ck_assert_int_eq(user_add("/", "u", "U", "s1"), 1);
+	ck_assert_int_eq(user_add("/", "v", "V", "s2"), 1);
+	ck_assert_int_eq(user_remove("/", "v", "s2"), 1);
+	retire();
+	ck_assert_int_eq(reaped.n, 1);
+	ck_assert_str_eq(reaped.log, "/|-|u|U=null;");
+	store_free(st);
+	st = NULL;
+	swap();
+	run(NULL, 0, 3 * REAP_MS);
+	ck_assert_int_eq(reaped.n, 1);
+	ck_assert_text(keys(), "test:instances");
+	ck_assert_text(users_online("/"), "[]");
+}
+END_TEST
+
+/* More left than one script takes: retiring completes once, after all. */
+START_TEST(redis_retire_many)
+{
+	char user[16];
+
+	for (int i = 0; i < 250; i++) {
+		snprintf(user, sizeof user, "u%d", i);
+		ck_assert_int_eq(user_add("/", user, NULL, user), 1);
+		ck_assert_int_eq(room_add("/", "r", user, NULL, user), 1);
+	}
+	retire();
+	ck_assert_int_eq(reaped.n, 500);
+	ck_assert_text(keys(), "");
+}
+END_TEST
+
+/* An instance whose record went (taken for dead while it was stopped, or
+ * Redis emptied) finds out at its next refresh and asks for a resync. */
+START_TEST(redis_resync_when_taken_for_dead)
+{
+	store_free(st);
+	resyncs = 0;
+	st = redis_instance("test", REAP_MS);
+	ck_assert_int_eq(resyncs, 1);               /* the first connection */
+	run(NULL, 0, REAP_MS);
+	ck_assert_int_eq(resyncs, 1);
+	redisReply *rep = server_command("ZREM test:instances i2");
+	ck_assert_ptr_nonnull(rep);
+	freeReplyObject(rep);
+	run(&resyncs, 2, 2000);
+	ck_assert_int_eq(resyncs, 2);
 }
 END_TEST
 
@@ -1257,12 +1536,12 @@ START_TEST(redis_not_reachable)
 	char err[256], url[64];
 	int port = free_port();
 
-	ck_assert_ptr_null(store_redis_new(base, "rediss://x", "test", err, sizeof err));
+	ck_assert_ptr_null(store_redis_new(base, "rediss://x", "test", "i9", 0, err, sizeof err));
 	ck_assert(strstr(err, "rediss://x") != NULL);
 
 	store_free(st);
 	snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
-	st = store_redis_new(base, url, "test", err, sizeof err);
+	st = store_redis_new(base, url, "test", "i9", 0, err, sizeof err);
 	ck_assert_ptr_nonnull(st);
 	all_unavailable();
 	all_unavailable();
@@ -1292,6 +1571,38 @@ START_TEST(redis_connection_lost)
 	ck_assert_int_eq(typing_set("/", "r", "u", "{}", 20), 1);
 	run(&expired.n, 1, 1000);
 	ck_assert_str_eq(expired.log, "/|r|u={};");
+}
+END_TEST
+
+/* Removals that fail while the connection is down are done again once it
+ * is back, the last sids reported; the application is asked to add its
+ * sids again. */
+START_TEST(redis_removals_redone_after_outage)
+{
+	struct res r[3] = { { 0 } };
+
+	ck_assert_int_eq(resyncs, 1);
+	ck_assert_int_eq(user_add("/", "u", "U", "s1"), 1);
+	ck_assert_int_eq(room_add("/", "r", "u", "U", "s1"), 1);
+	ck_assert_int_eq(user_add("/", "v", "V", "s2"), 1);
+	ck_assert_int_eq(user_add("/", "v", "V", "s3"), 0);
+	redisReply *rep = server_command("CLIENT KILL TYPE normal");
+	ck_assert_ptr_nonnull(rep);
+	freeReplyObject(rep);
+	store_user_remove(st, "/", "u", "s1", flag_cb, &r[0]);
+	store_room_remove(st, "/", "r", "u", "s1", flag_cb, &r[1]);
+	store_user_remove(st, "/", "v", "s2", flag_cb, &r[2]);
+	run(&r[2].n, 1, 1000);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(r[i].err, STORE_EUNAVAIL);
+	wait_ready(st);
+	run(&reaped.n, 2, 1000);
+	ck_assert_int_eq(reaped.n, 2);
+	ck_assert(strstr(reaped.log, "/|-|u|U=null;"));
+	ck_assert(strstr(reaped.log, "/|r|u|U=null;"));
+	ck_assert_int_eq(resyncs, 2);
+	ck_assert_text(users_online("/"), "[{\"userId\":\"v\",\"name\":\"V\"}]");
+	ck_assert_int_eq(user_remove("/", "v", "s3"), 1);
 }
 END_TEST
 
@@ -1335,6 +1646,7 @@ static void add_common(Suite *s, void (*fixture)(void), const char *const name[4
 	tcase_add_test(tc, free_drops_pending);
 	tcase_add_test(tc, free_from_callback);
 	tcase_add_test(tc, free_from_expiry);
+	tcase_add_test(tc, retire_completes);
 
 	TC();                        /* presence */
 	tcase_add_test(tc, user_first_and_last);
@@ -1386,12 +1698,24 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, redis_noscript);
 	suite_add_tcase(s, tc);
 
+	tc = tcase_create("redis:reaping");
+	tcase_add_checked_fixture(tc, setup_redis, teardown);
+	tcase_set_timeout(tc, 20);
+	tcase_add_test(tc, redis_reap_dead_instance);
+	tcase_add_test(tc, redis_same_sid_on_two_instances);
+	tcase_add_test(tc, redis_reap_once_cluster_wide);
+	tcase_add_test(tc, redis_retire_leaves_nothing);
+	tcase_add_test(tc, redis_retire_many);
+	tcase_add_test(tc, redis_resync_when_taken_for_dead);
+	suite_add_tcase(s, tc);
+
 	/* Last: they stop and restart the server. */
 	tc = tcase_create("redis:faults");
 	tcase_add_checked_fixture(tc, setup_redis, teardown);
 	tcase_set_timeout(tc, 20);
 	tcase_add_test(tc, redis_not_reachable);
 	tcase_add_test(tc, redis_connection_lost);
+	tcase_add_test(tc, redis_removals_redone_after_outage);
 	tcase_add_test(tc, redis_restart);
 	suite_add_tcase(s, tc);
 
