@@ -11,7 +11,16 @@
  * rooms -> store user_add -> the "online" hook if this is the user's first
  * socket -> the "connect" hook. On disconnect: each joined room is left
  * (running the emits of the join's on_disconnect event), store user_remove
- * -> the "offline" hook if it was the last socket -> the "disconnect" hook. */
+ * -> the "offline" hook if it was the last socket -> the "disconnect" hook.
+ *
+ * Faults (store.h): when the store reaps the sids of a dead instance, the
+ * last sid of a user in a room runs the emits of the join's on_disconnect
+ * event (named in the info given to room_add, with the join's payload), and
+ * the last in the namespace the "offline" hook, as a disconnect here would
+ * (not the "disconnect" hook: a reaping reports users, not sockets).
+ * When the store asks for a resync, every accepted socket (the list socks)
+ * adds its presence and rooms again; a user found missing gets the "online"
+ * hook (the others may have seen it reaped). */
 #include <fnmatch.h>
 #include <math.h>
 #include <stdlib.h>
@@ -48,6 +57,7 @@ struct app {
 	size_t nadmin_roles;
 	char **allow;                /* events.broadcast_allow globs */
 	size_t nallow;
+	struct app_sock *socks;      /* the accepted sockets */
 };
 
 struct joined {
@@ -59,6 +69,8 @@ struct joined {
 
 struct app_sock {
 	struct app *app;
+	struct sio_socket *sock;
+	struct app_sock *next, **pprev;   /* in app->socks, once accepted */
 	struct auth_req *pending;    /* auth under way */
 	int accepted;
 	json_object *user;           /* {"id", "name", "role"} */
@@ -484,6 +496,23 @@ static void join_added(int err, int first, void *ud)
 	store_room_members(r->app->st, "/", r->room, join_members_done, r);
 }
 
+/* What the store keeps with a joined room, for a reaping: the name of the
+ * event whose emits announce the leave, and the join's payload. NULL when
+ * the join has no on_disconnect event. */
+static json_object *join_info(struct app_sock *as, const char *room)
+{
+	for (size_t i = 0; i < as->njoined; i++) {
+		struct joined *j = &as->joined[i];
+		if (strcmp(j->room, room) != 0 || !j->leave)
+			continue;
+		json_object *info = json_object_new_object();
+		json_object_object_add(info, "event", json_object_new_string(j->leave->name));
+		json_object_object_add(info, "req", json_object_get(j->req));
+		return info;
+	}
+	return NULL;
+}
+
 static void join_now(struct req *r)
 {
 	struct sio_socket *s = actor(r);
@@ -513,7 +542,9 @@ static void join_now(struct req *r)
 		j->leave = r->spec->on_disconnect ? profile_event(r->app->p, r->spec->on_disconnect) : NULL;
 		j->req = json_object_get(tmpl_lookup(r->ctx, "req", 3));
 	}
-	store_room_add(r->app->st, "/", r->room, r->user_id, r->name, r->sid, NULL, join_added, r);
+	json_object *info = join_info(as, r->room);
+	store_room_add(r->app->st, "/", r->room, r->user_id, r->name, r->sid, info, join_added, r);
+	json_object_put(info);
 }
 
 static void acl_checked(redisReply *reply, void *ud)
@@ -1107,6 +1138,11 @@ static void on_auth(const struct auth_result *res, void *ud)
 		json_object_object_add(as->user, "role", json_object_new_string(res->user.role));
 	as->token_rooms = json_object_get(res->user.rooms);
 	as->accepted = 1;
+	as->sock = s;
+	if ((as->next = a->socks))
+		a->socks->pprev = &as->next;
+	as->pprev = &a->socks;
+	a->socks = as;
 	as->tokens = a->cfg->limits_event_burst;
 	as->refilled_ms = mono_ms();
 	sio_accept(s);
@@ -1189,6 +1225,20 @@ static void offline_done(int err, int last, void *ud)
 	req_free(r);
 }
 
+/* A request for the emits of leave (may be NULL) when user left room
+ * without asking (disconnected, or reaped); req is the join's payload. */
+static struct req *left_req(struct app *a, const struct event_spec *leave, json_object *user,
+                            const char *room, json_object *req)
+{
+	struct req *r = req_new(a, "", leave, user, -1);
+	if (!r)
+		return NULL;
+	ctx_set(r->ctx, "req", req ? json_object_get(req) : json_object_new_object());
+	ctx_set(r->ctx, "room", json_object_new_string(room));
+	r->room = strdup(room);
+	return r;
+}
+
 static void on_disconnect(struct sio_socket *s, const char *reason, void *ud)
 {
 	struct app *a = ud;
@@ -1198,15 +1248,14 @@ static void on_disconnect(struct sio_socket *s, const char *reason, void *ud)
 	if (as->pending)
 		auth_cancel(as->pending);
 	if (as->accepted) {
+		if ((*as->pprev = as->next))
+			as->next->pprev = as->pprev;
 		for (size_t i = 0; i < as->njoined; i++) {
 			struct joined *j = &as->joined[i];
-			struct req *r = req_new(a, "", j->leave, as->user, -1);
-			if (!r)
-				continue;
-			ctx_set(r->ctx, "req", json_object_get(j->req));
-			ctx_set(r->ctx, "room", json_object_new_string(j->room));
-			r->room = strdup(j->room);
-			store_room_remove(a->st, "/", j->room, r->user_id, sio_id(s), left_on_disconnect, r);
+			struct req *r = left_req(a, j->leave, as->user, j->room, j->req);
+			if (r)
+				store_room_remove(a->st, "/", j->room, r->user_id, sio_id(s),
+				                  left_on_disconnect, r);
 		}
 		struct req *r = req_new(a, "", NULL, as->user, -1);
 		if (r)
@@ -1250,6 +1299,64 @@ static void on_typing_expired(const char *nsp, const char *room, const char *use
 	                                                                    : json_object_new_object());
 	run_emits(r, spec->expired, spec->nexpired);
 	req_free(r);
+}
+
+/* --- faults: reaped sids, resynchronisation --- */
+
+static void on_reaped(const char *nsp, const char *room, const char *user, const char *name,
+                      json_object *info, void *ud)
+{
+	struct app *a = ud;
+	json_object *u = json_object_new_object(), *ev, *req = NULL;
+	(void)nsp;                   /* the application serves "/" */
+	json_object_object_add(u, "id", json_object_new_string(user));
+	json_object_object_add(u, "name", json_object_new_string(*name ? name : user));
+	if (!room) {
+		run_hook(a, a->p->on_offline, "", u);
+	} else if (json_object_object_get_ex(info, "event", &ev)) {
+		const struct event_spec *leave = profile_event(a->p, json_object_get_string(ev));
+		json_object_object_get_ex(info, "req", &req);
+		struct req *r = leave ? left_req(a, leave, u, room, req) : NULL;
+		if (r)
+			left_on_disconnect(0, 1, r);
+	}
+	json_object_put(u);
+}
+
+static void resync_online(int err, int first, void *ud)
+{
+	struct req *r = ud;
+	if (!err && first)
+		run_hook(r->app, r->app->p->on_online, r->sid, tmpl_lookup(r->ctx, "user", 4));
+	req_free(r);
+}
+
+static void resync_room(int err, int first, void *ud)
+{
+	(void)err;
+	(void)first;
+	(void)ud;
+}
+
+static void on_resync(void *ud)
+{
+	struct app *a = ud;
+	size_t n = 0;
+	for (struct app_sock *as = a->socks; as; as = as->next, n++) {
+		const char *sid = sio_id(as->sock);
+		struct req *r = req_new(a, sid, NULL, as->user, -1);
+		if (!r)
+			continue;
+		for (size_t i = 0; i < as->njoined; i++) {
+			json_object *info = join_info(as, as->joined[i].room);
+			store_room_add(a->st, "/", as->joined[i].room, r->user_id, r->name, sid, info,
+			               resync_room, NULL);
+			json_object_put(info);
+		}
+		store_user_add(a->st, "/", r->user_id, r->name, sid, resync_online, r);
+	}
+	if (n)
+		log_info("app: %zu sockets registered again in the store", n);
 }
 
 /* --- start-up --- */
@@ -1400,7 +1507,9 @@ static int on_restore(struct sio_socket *s, json_object *state, void *ud)
 		if (j->req)
 			ctx_set(r->ctx, "req", json_object_get(j->req));
 		ctx_set(r->ctx, "room", json_object_new_string(j->room));
-		store_room_add(a->st, "/", j->room, r->user_id, r->name, r->sid, NULL, rejoined, r);
+		json_object *info = join_info(as, j->room);
+		store_room_add(a->st, "/", j->room, r->user_id, r->name, r->sid, info, rejoined, r);
+		json_object_put(info);
 	}
 	return 0;
 }
@@ -1466,6 +1575,10 @@ struct app *app_start(struct event_base *base, const struct config *cfg, struct 
 		return NULL;
 	st->on_typing_expired = on_typing_expired;
 	st->on_typing_expired_ud = a;
+	st->on_reaped = on_reaped;
+	st->on_reaped_ud = a;
+	st->on_resync = on_resync;
+	st->on_resync_ud = a;
 	struct sio_server *srv = sio_server_new(base, cfg, cfg->path);
 	if (!srv || !(a->nsp = sio_nsp_add(srv, "/", &nsp_ops, a))) {
 		snprintf(err, errlen, "cannot serve %s", cfg->path);
