@@ -53,6 +53,7 @@ static char demo_dir[4096];
 static struct event *shutdown_timer;
 static unsigned long long shutdown_deadline;
 static int shutting_down;
+static int retiring;                 /* 1: store_retire() asked, 2: done */
 
 static void usage(FILE *out)
 {
@@ -231,11 +232,26 @@ static int drop_privileges(void)
 
 /* --- signals and shutdown --- */
 
+static void on_retired(int err, void *ud)
+{
+	(void)ud;
+	if (err)
+		log_warn("store: this instance could not retire; its sockets will be reaped");
+	retiring = 2;
+}
+
 static void on_shutdown_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct eio_stats st;
 	eio_get_stats(&st);
-	if ((ws_count() == 0 && st.sessions == 0 && st.suspended == 0) ||
+	/* Once every socket is gone (and so removed from the store), the store
+	 * takes this instance out of the cluster: nothing is left to reap. */
+	int idle = ws_count() == 0 && st.sessions == 0 && st.suspended == 0;
+	if (idle && store && !retiring) {
+		retiring = 1;
+		store_retire(store, on_retired, NULL);
+	}
+	if ((idle && (!store || retiring == 2)) ||
 	    mono_ms() >= shutdown_deadline) {
 		event_base_loopbreak(base);
 		return;
