@@ -360,11 +360,11 @@ class RedisConn {
 }
 
 /**
- * Start a private redis-server on a free port. Resolves
- * {port, url, command(...args), stop()}.
+ * Start a private redis-server on a free port (or on `port`: to start one
+ * again where another was stopped). Resolves {port, url, command(...args), stop()}.
  */
-export async function startRedis() {
-  const port = await freePort();
+export async function startRedis({ port } = {}) {
+  if (!port) port = await freePort();
   const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1',
     '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
