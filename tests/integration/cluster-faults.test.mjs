@@ -16,9 +16,11 @@
 import { afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeTest, AEOLUS_ONLY } from './helpers.mjs';
+import { io } from 'socket.io-client';
 import {
-  startApp, startRedis, haveRedis, connectAs, closeAll, uniq, sleep, SLOW, T,
+  startApp, startRedis, haveRedis, connectAs, closeAll, uniq, sleep, tokenFor, SLOW, T,
 } from './app-lib.mjs';
+import { startProxy } from './cluster-lib.mjs';
 
 const REAP = 1000;                 // presence.reap_after (its minimum), ms
 const SLACK = 1500 * SLOW;         // reaping runs every REAP / 3; scheduling
@@ -137,6 +139,60 @@ test('SIGKILL: the users of the dead instance go offline and leave their rooms, 
     // the dead instance is gone from Redis; the living ones are still there
     assert.equal(await redis.command('ZCARD', `${prefix}:instances`), 2);
     assert.equal((await redis.command('KEYS', `${prefix}:instance:*`)).length, 2);
+  });
+
+test('SIGKILL: its clients reconnect to another instance through the load balancer; every message acked before the kill is in the history',
+  { skip, timeout: 30000 * SLOW }, async () => {
+    const { a, b, c } = await cluster(3);
+    const proxy = await startProxy([a, b, c]);
+    try {
+      const ch = uniq();
+      const victor = await connectAs(b, 'victor');
+      await victor.ok('channel:join', { channelId: ch });
+      // the proxy's first turn is A: ursula's WebSocket lands there
+      const ursula = io(proxy.url, {
+        forceNew: true, transports: ['websocket'], auth: { token: tokenFor('ursula') },
+        reconnectionDelay: 50, reconnectionDelayMax: 200, randomizationFactor: 0,
+      });
+      const connects = [];
+      ursula.on('connect', () => connects.push(ursula.id));
+      const until = async (what, cond, ms = T + REAP) => {
+        const deadline = Date.now() + ms;
+        while (!cond()) {
+          if (Date.now() > deadline) throw new Error(`ursula: no ${what} within ${ms} ms`);
+          await sleep(20);
+        }
+      };
+      try {
+        await until('connection', () => connects.length === 1);
+        assert.equal(proxy.log[0].inst, 0, 'the first connection went to A');
+        await ursula.timeout(T).emitWithAck('channel:join', { channelId: ch });
+        const acked = [];
+        for (let i = 0; i < 20; i++) {
+          const r = await ursula.timeout(T).emitWithAck('message:send', { channelId: ch, content: `m${i}` });
+          assert.equal(r.ok, true, JSON.stringify(r));
+          acked.push(r.id);
+        }
+
+        a.stopping = true;
+        a.proc.kill('SIGKILL');
+        await a.exited;
+        // the client's own reconnection, through the balancer, finds B or C
+        await until('reconnection', () => connects.length === 2);
+        await ursula.timeout(T).emitWithAck('channel:join', { channelId: ch });
+        await ursula.timeout(T).emitWithAck('message:send', { channelId: ch, content: 'after' });
+        await victor.next('message:received', (m) => m && m.content === 'after');
+
+        const h = await victor.ok('history:get', { channelId: ch, limit: 100 });
+        const ids = h.messages.map((m) => m.id);
+        assert.deepEqual(ids.slice(0, acked.length), acked, 'every acked message, in order');
+        assert.equal(h.messages[acked.length].content, 'after');
+      } finally {
+        ursula.close();
+      }
+    } finally {
+      await proxy.close();
+    }
   });
 
 test('SIGTERM: the instance removes its own users as it goes, announced once; nothing is reaped after',
