@@ -325,6 +325,8 @@ static int run_worker(int fd)
 	eio_init(base, &cfg);
 	if (http_route("/", on_root, NULL) < 0)
 		return 1;
+	if (cfg.api_enable && !profile)
+		log_warn("api.enable: the conformance profile serves no API");
 	int rc = profile ? app_setup() : conformance_start(base, &cfg);
 	if (rc < 0 || http_start(base, &cfg, fd) < 0) {
 		log_err("start-up failed");
