@@ -29,6 +29,8 @@
 
 #include <event2/event.h>
 
+#include "api.h"
+#include "api_http.h"
 #include "cluster.h"
 #include "config.h"
 #include "app.h"
@@ -49,6 +51,7 @@ static struct profile *profile;      /* NULL for the built-in conformance profil
 static struct event_base *base;
 static struct redis *redis;
 static struct store *store;
+static struct api *api;              /* api.enable = yes */
 static char demo_dir[4096];
 static struct event *shutdown_timer;
 static unsigned long long shutdown_deadline;
@@ -79,6 +82,10 @@ static enum MHD_Result on_root(struct http_req *req, const char *url, const char
                                const char *upload, size_t *upload_size, void *ud)
 {
 	char body[512];
+	if (*upload_size) {          /* read a body before answering, or MHD drops the answer */
+		*upload_size = 0;
+		return MHD_YES;
+	}
 	if (strcmp(url, "/") == 0) {
 		snprintf(body, sizeof body,
 		         "{\"name\":\"aeolus\",\"version\":\"%s\",\"profile\":\"%s\"}",
@@ -123,9 +130,18 @@ static int app_setup(void)
 		                        cfg.presence_reap_after_ms, err, sizeof err);
 	else
 		store = store_memory_new(base);
-	if (!store || !app_start(base, &cfg, profile, store, redis, err, sizeof err)) {
+	struct app *app = store ? app_start(base, &cfg, profile, store, redis, err, sizeof err) : NULL;
+	if (!app) {
 		log_err("%s", err);
 		return -1;
+	}
+	/* The backend's HTTP API on the same port: /chat/ and /api/. */
+	if (cfg.api_enable) {
+		if (!(api = api_new(base, &cfg, app, err, sizeof err)) || api_http_start(api) < 0) {
+			log_err("%s", api ? "api: cannot add its routes" : err);
+			return -1;
+		}
+		log_info("api: serving /chat/ and /api/ (max body %zu bytes)", cfg.api_max_body);
 	}
 	snprintf(demo_dir, sizeof demo_dir, "%s/demo", cfg.data_dir);
 	return http_static("/demo/", demo_dir);
@@ -245,8 +261,10 @@ static void on_shutdown_tick(evutil_socket_t fd, short what, void *arg)
 	struct eio_stats st;
 	eio_get_stats(&st);
 	/* Once every socket is gone (and so removed from the store), the store
-	 * takes this instance out of the cluster: nothing is left to reap. */
-	int idle = ws_count() == 0 && st.sessions == 0 && st.suspended == 0;
+	 * takes this instance out of the cluster: nothing is left to reap. The
+	 * API's requests waiting on the store finish first. */
+	int idle = ws_count() == 0 && st.sessions == 0 && st.suspended == 0 &&
+	           api_http_pending() == 0;
 	if (idle && store && !retiring) {
 		retiring = 1;
 		store_retire(store, on_retired, NULL);
@@ -307,6 +325,8 @@ static int run_worker(int fd)
 	eio_init(base, &cfg);
 	if (http_route("/", on_root, NULL) < 0)
 		return 1;
+	if (cfg.api_enable && !profile)
+		log_warn("api.enable: the conformance profile serves no API");
 	int rc = profile ? app_setup() : conformance_start(base, &cfg);
 	if (rc < 0 || http_start(base, &cfg, fd) < 0) {
 		log_err("start-up failed");
@@ -322,6 +342,7 @@ static int run_worker(int fd)
 	event_base_dispatch(base);
 
 	eio_stop();
+	api_http_stop();
 	http_stop();
 	for (size_t i = 0; i < nsigs; i++)
 		event_free(sigs[i]);
@@ -329,6 +350,7 @@ static int run_worker(int fd)
 		event_free(shutdown_timer);
 	if (store)
 		store_free(store);
+	api_free(api);
 	redis_free(redis);
 	event_base_free(base);
 	return 0;

@@ -41,6 +41,7 @@ struct api_response {
 	const char *body;            /* JSON; valid during the callback only */
 	size_t len;
 	unsigned retry_after;        /* seconds, for Retry-After; 0: none */
+	const char *allow;           /* 405: the methods for an Allow header; else NULL */
 };
 
 /* Called exactly once per api_handle(), possibly before it returns. */

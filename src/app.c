@@ -92,7 +92,11 @@ struct req {
 	char *user_id;
 	char *name;
 	int phase;                   /* lifecycle requests: the next step */
+	struct api_run *run;         /* run by the HTTP API (app_run), or NULL */
 };
+
+static void run_reply(struct req *r, json_object *data);
+static void run_end(struct req *r, const char *code, const char *message, uint64_t retry_ms);
 
 /* --- small helpers --- */
 
@@ -258,6 +262,11 @@ static void emit_one(struct req *r, struct sio_socket *self, const struct emit_s
 		         r->spec ? r->spec->name : "?", what);
 		return;
 	}
+	if (e->reply && r->run) {
+		run_reply(r, data);      /* the API's answer */
+		json_object_put(data);
+		return;
+	}
 	if (e->reply && self && r->ack_id >= 0 && !r->acked) {
 		json_object *ok = NULL;
 		if (a->p->ack_ok)
@@ -295,8 +304,10 @@ static void emit_one(struct req *r, struct sio_socket *self, const struct emit_s
 	              (e->exclude == EXCLUDE_SENDER && !a->cfg->messages_echo_sender);
 	char *rooms[MAX_TARGETS], *except[1];
 	size_t nrooms = 0, nexcept = 0;
-	/* Without an acting socket (disconnect, expiry), "self" is the user. */
-	if (exclude && !self && r->user_id && (except[0] = personal_room(a, r->user_id)))
+	/* Without an acting socket (disconnect, expiry), "self" is the user;
+	 * a message the API posts for a user reaches all of that user's
+	 * sockets (none of them sent it). */
+	if (exclude && !self && !r->run && r->user_id && (except[0] = personal_room(a, r->user_id)))
 		nexcept = 1;
 	switch (e->to) {
 	case TO_SELF:
@@ -351,6 +362,8 @@ static void done(struct req *r)
 		send_ack(self, r, ok);
 		json_object_put(ok);
 	}
+	if (r->run)
+		run_end(r, NULL, NULL, 0);
 	req_free(r);
 }
 
@@ -401,7 +414,11 @@ static void fail(struct req *r, const char *code, const char *message, uint64_t 
 		if (r->ack_id >= 0 && !r->acked)
 			send_ack(self, r, NULL);
 	}
-	log_debug("app: %s: %s refused: %s", r->sid, r->spec ? r->spec->name : "?", code);
+	if (r->run)                  /* the API logs it with the request */
+		run_end(r, code, json_object_get_string(tmpl_lookup(r->ctx, "error.message", 13)),
+		        retry_ms);
+	else
+		log_debug("app: %s: %s refused: %s", r->sid, r->spec ? r->spec->name : "?", code);
 	req_free(r);
 }
 
@@ -873,7 +890,7 @@ static int has_admin_role(struct app *a, struct req *r)
 static void act_init(struct req *r, struct sio_socket *s)
 {
 	int bad = 0;
-	if (!has_admin_role(r->app, r))
+	if (!r->run && !has_admin_role(r->app, r))   /* the API holds the server secret */
 		return fail(r, "forbidden", "creating channels needs an admin role", 0);
 	json_object *settings = arg(r, "settings", &bad);
 	if (settings && !json_object_is_type(settings, json_type_object)) {
@@ -933,6 +950,9 @@ static int vocabulary_event(struct app *a, const char *name)
 		return 1;
 	for (size_t i = 0; i < p->nevents; i++)
 		if (spec_names(&p->events[i], name))
+			return 1;
+	for (size_t i = 0; i < p->napi_events; i++)
+		if (spec_names(&p->api_events[i], name))
 			return 1;
 	return 0;
 }
@@ -1587,4 +1607,127 @@ struct app *app_start(struct event_base *base, const struct config *cfg, struct 
 	log_info("profile %s: %zu events, auth: %s, store: %s", p->name, p->nevents,
 	         auth_describe(a->auth), st->ops->name);
 	return a;
+}
+
+/* --- the HTTP API's entry points (api.c) ---------------------------------
+ *
+ * app_run() runs an event spec as a client's event would run, with no
+ * socket: the request carries a struct api_run, which the reply emit fills
+ * (run_reply) and whose callback done() or fail() calls (run_end). */
+
+struct api_run {
+	app_run_cb cb;
+	void *ud;
+	json_object *reply;          /* the reply emit's data */
+	int replied;
+};
+
+static void run_reply(struct req *r, json_object *data)
+{
+	if (r->run->replied)
+		return;
+	r->run->replied = 1;
+	r->run->reply = json_object_get(data);
+}
+
+static void run_end(struct req *r, const char *code, const char *message, uint64_t retry_ms)
+{
+	struct api_run *run = r->run;
+	struct app_outcome o = { code, message, retry_ms, run->reply };
+	r->run = NULL;
+	run->cb(&o, run->ud);
+	json_object_put(run->reply);
+	free(run);
+}
+
+static void run_refuse(app_run_cb cb, void *ud, const char *code, const char *message)
+{
+	struct app_outcome o = { code, message, 0, NULL };
+	cb(&o, ud);
+}
+
+void app_run(struct app *a, json_object *user, const char *event, json_object *payload,
+             json_object *api, app_run_cb cb, void *ud)
+{
+	const struct event_spec *spec = profile_event(a->p, event);
+	char msg[300];
+	if (!spec)
+		spec = profile_api_event(a->p, event);
+	if (!spec) {
+		snprintf(msg, sizeof msg, "the profile %s has no event %s", a->p->name, event);
+		return run_refuse(cb, ud, "not_found", msg);
+	}
+	if (spec->action == A_JOIN || spec->action == A_LEAVE || spec->action == A_TYPING) {
+		snprintf(msg, sizeof msg, "event %s (action %s) needs a socket", event,
+		         action_name(spec->action));
+		return run_refuse(cb, ud, "not_found", msg);
+	}
+	const char *uid = json_object_get_string(tmpl_lookup(user, "id", 2));
+	if (user && (!uid || !*uid))
+		return run_refuse(cb, ud, "bad_request", "the user has no id");
+	if (!user && spec->action == A_SEND)
+		return run_refuse(cb, ud, "bad_request", "a message needs a sender");
+	struct req *r = req_new(a, "", spec, user, -1);
+	if (!r)
+		return run_refuse(cb, ud, "unavailable", NULL);
+	r->run = xcalloc(1, sizeof *r->run);
+	r->run->cb = cb;
+	r->run->ud = ud;
+	ctx_set(r->ctx, "req", payload ? json_object_get(payload) : json_object_new_object());
+	if (api)
+		ctx_set(r->ctx, "api", json_object_get(api));
+	/* As on_event, without the rate limit: the API has its own secret. */
+	for (size_t i = 0; i < spec->nrequire; i++) {
+		json_object *v;
+		if (!json_object_is_type(payload, json_type_object) ||
+		    !json_object_object_get_ex(payload, spec->require[i], &v) || !v ||
+		    (json_object_is_type(v, json_type_string) && json_object_get_string_len(v) == 0)) {
+			snprintf(msg, sizeof msg, "missing field: %s", spec->require[i]);
+			return fail(r, "bad_request", msg, 0);
+		}
+	}
+	for (size_t i = 0; i < spec->nself; i++) {
+		json_object *v = NULL;
+		json_object_object_get_ex(payload, spec->self[i], &v);
+		if (!v || !r->user_id || strcmp(json_object_get_string(v), r->user_id) != 0)
+			return fail(r, "forbidden", "not allowed for another user", 0);
+	}
+	act(r, NULL);
+}
+
+struct sio_nsp *app_nsp(const struct app *a)
+{
+	return a->nsp;
+}
+
+const struct profile *app_profile(const struct app *a)
+{
+	return a->p;
+}
+
+char *app_user_room(struct app *a, const char *user_id)
+{
+	return personal_room(a, user_id);
+}
+
+size_t app_role_rooms(const struct app *a, const char *role, char **out, size_t max)
+{
+	size_t n = 0;
+	if (!a->role_rooms)
+		return 0;
+	json_object_object_foreach(a->role_rooms, rname, roles) {
+		for (size_t i = 0; i < json_object_array_length(roles) && n < max; i++) {
+			const char *r = json_object_get_string(json_object_array_get_idx(roles, i));
+			if (strcasecmp(r, role) == 0 && strcmp(r, "*") != 0 && strcmp(r, "else") != 0) {
+				out[n++] = xstrdup(rname);
+				break;
+			}
+		}
+	}
+	return n;
+}
+
+int app_reserved_event(struct app *a, const char *name)
+{
+	return vocabulary_event(a, name);
 }

@@ -6,6 +6,10 @@
  *   u16 nexcept str...
  *   u16 npackets (u8 binary, str(bytes))...
  *
+ * and a disconnect ('D': the targeted sockets are disconnected) the same
+ * with u16 nids str... (socket ids) after the except rooms, and no packets
+ * (npackets 0).
+ *
  * where str is a u32 big-endian length and the bytes. The origin drops its
  * own message (it delivered locally already). Every field is checked
  * against the message's end before use: a message that does not parse is
@@ -105,7 +109,7 @@ static char *get_str(struct reader *r, size_t *len)
 void cluster_bcast_encode(struct buf *o, const char *origin, const struct cluster_bcast *b)
 {
 	buf_reset(o);
-	buf_putc(o, 'B');
+	buf_putc(o, b->disconnect ? 'D' : 'B');
 	buf_append(o, origin, ID_LEN);
 	put_str(o, b->path, strlen(b->path));
 	put_str(o, b->nsp, strlen(b->nsp));
@@ -117,8 +121,13 @@ void cluster_bcast_encode(struct buf *o, const char *origin, const struct cluste
 	put_u16(o, (unsigned)b->nexcept);
 	for (size_t i = 0; i < b->nexcept; i++)
 		put_str(o, b->except[i], strlen(b->except[i]));
-	put_u16(o, (unsigned)b->n);
-	for (int i = 0; i < b->n; i++) {
+	if (b->disconnect) {
+		put_u16(o, (unsigned)b->nids);
+		for (size_t i = 0; i < b->nids; i++)
+			put_str(o, b->ids[i], strlen(b->ids[i]));
+	}
+	put_u16(o, b->disconnect ? 0 : (unsigned)b->n);
+	for (int i = 0; !b->disconnect && i < b->n; i++) {
 		buf_putc(o, (char)b->m[i]->binary);
 		put_str(o, b->m[i]->data, b->m[i]->len);
 	}
@@ -144,13 +153,14 @@ int cluster_bcast_decode(const char *msg, size_t len, cluster_decoded_cb cb, voi
 {
 	const unsigned char *p = (const unsigned char *)msg;
 	struct reader r = { p, p + len, 0 };
-	char *rooms[MAX_TARGETS], *except[MAX_TARGETS], origin[ID_LEN + 1];
+	char *rooms[MAX_TARGETS], *except[MAX_TARGETS], *ids[MAX_TARGETS], origin[ID_LEN + 1];
 	struct eio_msg *m[MAX_PACKETS];
-	size_t nrooms = 0, nexcept = 0;
+	size_t nrooms = 0, nexcept = 0, nids = 0;
 	int n = 0, rc = -1;
 
-	if (len < 1 + ID_LEN || p[0] != 'B')
+	if (len < 1 + ID_LEN || (p[0] != 'B' && p[0] != 'D'))
 		return -1;
+	int disconnect = p[0] == 'D';
 	memcpy(origin, p + 1, ID_LEN);
 	origin[ID_LEN] = '\0';
 	r.p += 1 + ID_LEN;
@@ -168,8 +178,16 @@ int cluster_bcast_decode(const char *msg, size_t len, cluster_decoded_cb cb, voi
 	for (; !r.bad && nexcept < k; nexcept++)
 		if (!(except[nexcept] = get_str(&r, NULL)))
 			break;
+	if (disconnect && !r.bad) {
+		k = get_u16(&r);
+		if (k > MAX_TARGETS)
+			r.bad = 1;
+		for (; !r.bad && nids < k; nids++)
+			if (!(ids[nids] = get_str(&r, NULL)))
+				break;
+	}
 	k = get_u16(&r);
-	if (k > MAX_PACKETS || k == 0)
+	if (k > MAX_PACKETS || (k == 0) != disconnect)
 		r.bad = 1;
 	while (!r.bad && n < (int)k) {
 		if (r.p >= r.end) {
@@ -197,6 +215,7 @@ int cluster_bcast_decode(const char *msg, size_t len, cluster_decoded_cb cb, voi
 			.rooms = (const char *const *)rooms, .nrooms = nrooms,
 			.except = (const char *const *)except, .nexcept = nexcept,
 			.skip = *skip ? skip : NULL, .offset = offset, .m = m, .n = n,
+			.disconnect = disconnect, .ids = (const char *const *)ids, .nids = nids,
 		};
 		cb(&b, origin, ud);
 		rc = 0;
@@ -205,6 +224,7 @@ int cluster_bcast_decode(const char *msg, size_t len, cluster_decoded_cb cb, voi
 		eio_msg_unref(m[i]);
 	free_strs(rooms, nrooms);
 	free_strs(except, nexcept);
+	free_strs(ids, nids);
 	free(path);
 	free(nsp);
 	free(skip);

@@ -44,7 +44,9 @@ const char *cluster_prefix(void);
 /* --- broadcasts --- */
 
 /* A broadcast as sio_broadcast() takes it; skip is a socket id or NULL; m
- * are the encoded packets (a packet and its attachments). */
+ * are the encoded packets (a packet and its attachments). With disconnect
+ * set it carries no packets (n is 0): the sockets it targets (in rooms, or
+ * with one of ids) are disconnected instead (sio_disconnect_where). */
 struct cluster_bcast {
 	const char *path;            /* the Socket.IO server's path */
 	const char *nsp;
@@ -56,6 +58,9 @@ struct cluster_bcast {
 	const char *offset;          /* connection state recovery's, or "" */
 	struct eio_msg *const *m;
 	int n;
+	int disconnect;
+	const char *const *ids;      /* disconnect: socket ids */
+	size_t nids;
 };
 
 /* Publishes b for the other instances (one PUBLISH). Does nothing when not

@@ -83,6 +83,10 @@ static const struct key keys[] = {
 	{ "limits.event_rate", K_INT, F(limits_event_rate), 0, 1000000, 0 },
 	{ "limits.event_burst", K_INT, F(limits_event_burst), 1, 1000000, 0 },
 	{ "events.broadcast_allow", K_STR, F(events_broadcast_allow), 0, 0, 0 },
+	{ "api.enable", K_BOOL, F(api_enable), 0, 0, 0 },
+	{ "api.secret", K_STR, F(api_secret), 0, 0, 1 },
+	{ "api.max_body", K_SIZE, F(api_max_body), 1024, 16 << 20, 0 },
+	{ "api.token_ttl", K_DURATION, F(api_token_ttl_ms), 1000, 30 * 86400000u, 0 },
 };
 
 /* The seeds' environment variables, each the alias of one key. */
@@ -95,9 +99,16 @@ static const struct { const char *env, *key; } env_keys[] = {
 	{ "SOCKETIO_REDIS_URL", "redis.url" },
 	{ "REALTIME_REDIS_URL", "redis.url" },
 	{ "AUTH_TOKEN_PREFIX", "auth.token_prefix" },
+	{ "SECRET_KEY", "auth.jwt_secret" },          /* the weakest: listed first */
 	{ "JWT_SECRET_KEY", "auth.jwt_secret" },
 	{ "JWT_ALGORITHM", "auth.jwt_algorithms" },
 	{ "JWT_PUBLIC_KEY_PATH", "auth.jwt_public_key" },
+	/* Seed 004's realtime tokens: REALTIME_JWT_SECRET, else SECRET_KEY. */
+	{ "REALTIME_JWT_SECRET", "auth.jwt_secret" },
+	{ "REALTIME_JWT_AUDIENCE", "auth.jwt_audience" },
+	{ "REALTIME_JWT_ISSUER", "auth.jwt_issuer" },
+	{ "REALTIME_JWT_TTL_SECONDS", "api.token_ttl" },
+	{ "SERVER_SECRET", "api.secret" },
 };
 
 static const struct key *find_key(const char *name)
@@ -308,6 +319,10 @@ void config_defaults(struct config *c)
 		{ "limits.event_rate", "50" },
 		{ "limits.event_burst", "100" },
 		{ "events.broadcast_allow", "" },
+		{ "api.enable", "no" },
+		{ "api.secret", "" },
+		{ "api.max_body", "64k" },
+		{ "api.token_ttl", "300s" },
 		{ "log.level", "info" },
 		{ "log.target", "stderr" },
 		{ "engineio.ping_interval", "25s" },
@@ -507,6 +522,15 @@ int config_build(struct config *c, struct config_source *list, size_t n,
 				origin = list[i].origin;
 		snprintf(err, errlen, "%s: log.target: expected stderr or syslog, got '%s'", origin,
 		         c->log_target);
+		return -1;
+	}
+	if (c->api_enable && (!c->api_secret || !*c->api_secret)) {
+		const char *origin = "default";
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(list[i].key, "api.enable") == 0)
+				origin = list[i].origin;
+		snprintf(err, errlen, "%s: api.enable = yes needs api.secret (or SERVER_SECRET): "
+		         "the backend's calls carry it", origin);
 		return -1;
 	}
 	return 0;

@@ -67,6 +67,11 @@ struct config {
 	int limits_event_burst;
 	/* [events] */
 	char *events_broadcast_allow;
+	/* [api] */
+	int api_enable;              /* aeolusd serves the HTTP API itself */
+	char *api_secret;            /* the backend's Bearer secret (SERVER_SECRET) */
+	size_t api_max_body;
+	unsigned api_token_ttl_ms;   /* realtime tokens' default lifetime */
 	/* [log] */
 	int log_level;
 	char *log_target;            /* "stderr" or "syslog" */

@@ -343,7 +343,7 @@ static int parse_hook(struct parser *ps, json_object *on, const char *name,
 static int parse_root(struct parser *ps, json_object *root)
 {
 	static const char *const keys[] = { "name", "description", "path", "auth", "rooms", "ack",
-	                                    "error", "on", "events", "bus", "comment", NULL };
+	                                    "error", "on", "events", "api", "bus", "comment", NULL };
 	struct profile *p = ps->p;
 	json_object *v, *o;
 
@@ -398,6 +398,20 @@ static int parse_root(struct parser *ps, json_object *root)
 		json_object_object_foreach(o, name, ev) {
 			if (parse_event(ps, name, ev, &p->events[p->nevents++]) < 0)
 				return -1;
+		}
+	}
+	if (get_type(ps, root, "api", json_type_object, &o, "profile") < 0)
+		return -1;
+	if (o) {
+		size_t n = (size_t)json_object_object_length(o);
+		p->api_events = calloc(n ? n : 1, sizeof *p->api_events);
+		if (!p->api_events)
+			return -1;
+		json_object_object_foreach(o, name, ev) {
+			if (parse_event(ps, name, ev, &p->api_events[p->napi_events++]) < 0)
+				return -1;
+			if (profile_event(p, name))
+				return fail(ps, name, "api: \"%s\" is a client event too", name, NULL);
 		}
 	}
 	for (size_t i = 0; i < p->nevents; i++) {
@@ -507,6 +521,9 @@ void profile_free(struct profile *p)
 	for (size_t i = 0; i < p->nevents; i++)
 		free_event(&p->events[i]);
 	free(p->events);
+	for (size_t i = 0; i < p->napi_events; i++)
+		free_event(&p->api_events[i]);
+	free(p->api_events);
 	free_hook(p->on_connect);
 	free_hook(p->on_disconnect);
 	free_hook(p->on_online);
@@ -520,5 +537,13 @@ const struct event_spec *profile_event(const struct profile *p, const char *name
 	for (size_t i = 0; i < p->nevents; i++)
 		if (strcmp(p->events[i].name, name) == 0)
 			return &p->events[i];
+	return NULL;
+}
+
+const struct event_spec *profile_api_event(const struct profile *p, const char *name)
+{
+	for (size_t i = 0; i < p->napi_events; i++)
+		if (strcmp(p->api_events[i].name, name) == 0)
+			return &p->api_events[i];
 	return NULL;
 }

@@ -79,6 +79,10 @@ struct profile {
 	struct event_spec *events;
 	size_t nevents;
 	struct event_spec *on_connect, *on_disconnect, *on_online, *on_offline;
+	/* "api": events only the backend HTTP API runs (app_run), never a
+	 * client: their names are the vocabulary's all the same. */
+	struct event_spec *api_events;
+	size_t napi_events;
 	json_object *bus;            /* bus routes (kept as given, see aeolus-profile(5)) */
 	json_object *root;           /* the parsed file: owns the templates above */
 };
@@ -93,6 +97,8 @@ struct profile *profile_parse(const char *text, size_t len, const char *file,
 void profile_free(struct profile *p);
 
 const struct event_spec *profile_event(const struct profile *p, const char *name);
+/* An event of the "api" member, or NULL. */
+const struct event_spec *profile_api_event(const struct profile *p, const char *name);
 const char *action_name(enum action a);
 
 #endif

@@ -252,6 +252,9 @@ size_t sio_broadcast(struct sio_nsp *nsp, const char *const *rooms, size_t nroom
 	return n;
 }
 
+static size_t disconnect_local(struct sio_nsp *nsp, const char *const *rooms, size_t nrooms,
+                               const char *const *ids, size_t nids);
+
 static void on_cluster_broadcast(const struct cluster_bcast *b, void *ud)
 {
 	struct sio_server *srv = ud;
@@ -260,6 +263,10 @@ static void on_cluster_broadcast(const struct cluster_bcast *b, void *ud)
 		;
 	if (!nsp)
 		return;
+	if (b->disconnect) {
+		disconnect_local(nsp, b->rooms, b->nrooms, b->ids, b->nids);
+		return;
+	}
 	struct sio_out *o = malloc(sizeof *o + (size_t)b->n * sizeof o->m[0]);
 	if (!o)
 		return;
@@ -352,6 +359,63 @@ void sio_disconnect(struct sio_socket *s)
 {
 	sio_send_packet(s->client, SIO_DISCONNECT, s->nsp->name, NULL);
 	socket_remove(s, "server namespace disconnect", 1);
+}
+
+struct idlist {
+	char (*v)[ID_LEN + 1];
+	size_t n, cap;
+};
+
+static void idlist_add(struct idlist *l, const char *id)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 16;
+		l->v = xmust(realloc(l->v, l->cap * sizeof *l->v));
+	}
+	snprintf(l->v[l->n++], ID_LEN + 1, "%s", id);
+}
+
+/* The ids are collected first: each disconnect changes the rooms walked. */
+static size_t disconnect_local(struct sio_nsp *nsp, const char *const *rooms, size_t nrooms,
+                               const char *const *ids, size_t nids)
+{
+	struct idlist l = { NULL, 0, 0 };
+	struct dict_iter it;
+	struct dict_entry *e;
+	size_t done = 0;
+
+	for (size_t i = 0; i < nrooms; i++) {
+		struct room *r = dict_get(&nsp->rooms, rooms[i]);
+		if (!r)
+			continue;
+		dict_iter_init(&it, &r->members);
+		while ((e = dict_next(&it)))
+			idlist_add(&l, ((struct sio_socket *)e->val)->id);
+	}
+	for (size_t i = 0; i < nids; i++)
+		idlist_add(&l, ids[i]);
+	for (size_t i = 0; i < l.n; i++) {
+		struct sio_socket *s = sio_find(nsp, l.v[i]);
+		if (s) {
+			sio_disconnect(s);
+			done++;
+		}
+	}
+	free(l.v);
+	return done;
+}
+
+size_t sio_disconnect_where(struct sio_nsp *nsp, const char *const *rooms, size_t nrooms,
+                            const char *const *ids, size_t nids)
+{
+	if (cluster_enabled()) {
+		struct cluster_bcast b = {
+			.path = nsp->srv->path, .nsp = nsp->name, .rooms = rooms, .nrooms = nrooms,
+			.offset = "", .disconnect = 1, .ids = ids, .nids = nids,
+		};
+		cluster_broadcast(&b);
+	}
+	return disconnect_local(nsp, rooms, nrooms, ids, nids);
 }
 
 /* --- packets from the client --- */

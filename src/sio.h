@@ -81,6 +81,11 @@ void sio_accept(struct sio_socket *s);
 void sio_refuse(struct sio_socket *s, const char *message, json_object *data);
 /* Disconnects from the server side (the client gets DISCONNECT). */
 void sio_disconnect(struct sio_socket *s);
+/* Disconnects the connected sockets of nsp that are in any of rooms or
+ * have one of ids, on every instance (one publish on the bus). Returns how
+ * many were here. */
+size_t sio_disconnect_where(struct sio_nsp *nsp, const char *const *rooms, size_t nrooms,
+                            const char *const *ids, size_t nids);
 
 /* Encodes a packet: EVENT or ACK (BINARY_* when natts > 0). data is
  * borrowed. NULL when out of memory. */

@@ -3,7 +3,8 @@
  * Redis is a peer like any other: a message on the bus that does not parse
  * is dropped, never read past its end. One that parses is encoded again and
  * decoded: every field must survive, and the second encoding must give the
- * same bytes (the encoder's output is a fixed point). */
+ * same bytes (the encoder's output is a fixed point). Disconnects ('D')
+ * likewise. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +27,11 @@ static void check_again(const struct cluster_bcast *b, const char *origin, void 
 	same(a->nsp, b->nsp);
 	same(a->skip, b->skip);
 	same(a->offset, b->offset);
-	if (a->nrooms != b->nrooms || a->nexcept != b->nexcept || a->n != b->n)
+	if (a->nrooms != b->nrooms || a->nexcept != b->nexcept || a->n != b->n ||
+	    a->disconnect != b->disconnect || a->nids != b->nids)
 		abort();
+	for (size_t i = 0; i < a->nids; i++)
+		same(a->ids[i], b->ids[i]);
 	for (size_t i = 0; i < a->nrooms; i++)
 		same(a->rooms[i], b->rooms[i]);
 	for (size_t i = 0; i < a->nexcept; i++)

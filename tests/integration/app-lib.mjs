@@ -21,8 +21,10 @@ export const QUIET = 200 * SLOW;
 // Variables the daemon reads from its environment: cleared for every daemon
 // started here, so the caller's environment cannot change what is tested.
 const ENV_KEYS = ['PORT', 'CORS_ORIGIN', 'LOG_LEVEL', 'WS_MAX_CONNECTIONS', 'REDIS_URL',
-  'SOCKETIO_REDIS_URL', 'REDIS_HOST', 'REDIS_PORT', 'AUTH_TOKEN_PREFIX', 'JWT_SECRET_KEY',
-  'JWT_ALGORITHM', 'JWT_PUBLIC_KEY_PATH'];
+  'SOCKETIO_REDIS_URL', 'REALTIME_REDIS_URL', 'REDIS_HOST', 'REDIS_PORT', 'AUTH_TOKEN_PREFIX',
+  'JWT_SECRET_KEY', 'JWT_ALGORITHM', 'JWT_PUBLIC_KEY_PATH', 'SERVER_SECRET', 'SECRET_KEY',
+  'REALTIME_JWT_SECRET', 'REALTIME_JWT_TTL_SECONDS', 'REALTIME_JWT_AUDIENCE',
+  'REALTIME_JWT_ISSUER'];
 
 let envLock = Promise.resolve();
 
@@ -395,6 +397,9 @@ export async function startRedis({ port } = {}) {
     url: `redis://127.0.0.1:${port}`,
     command: (...args) => conn.command(...args),
     kill() { proc.kill('SIGKILL'); },
+    /** Freezes the server (SIGSTOP): connections stay up, commands wait. */
+    pause() { proc.kill('SIGSTOP'); },
+    resume() { proc.kill('SIGCONT'); },
     /** Lets the test process end while this server runs (it is killed at exit). */
     unref() {
       proc.unref();

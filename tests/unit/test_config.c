@@ -469,6 +469,36 @@ START_TEST(build_errors)
 }
 END_TEST
 
+START_TEST(build_api)
+{
+	static const char *const none[] = { NULL };
+	static const char *const on[] = { "api.enable", "yes", "api.secret", "k", "api.max_body", "1m",
+	                                  "api.token_ttl", "90", NULL };
+	static const char *const no_secret[] = { "api.enable", "yes", NULL };
+	static const char *const small[] = { "api.max_body", "100", NULL };
+	struct config c;
+	char err[256];
+
+	ck_assert_int_eq(build(&c, err, sizeof err, none), 0);
+	ck_assert_int_eq(c.api_enable, 0);
+	ck_assert_str_eq(c.api_secret, "");
+	ck_assert_uint_eq(c.api_max_body, 64 * 1024);
+	ck_assert_uint_eq(c.api_token_ttl_ms, 300000);
+	config_free(&c);
+	ck_assert_msg(build(&c, err, sizeof err, on) == 0, "%s", err);
+	ck_assert_int_eq(c.api_enable, 1);
+	ck_assert_uint_eq(c.api_max_body, 1024 * 1024);
+	ck_assert_uint_eq(c.api_token_ttl_ms, 90000);
+	config_free(&c);
+	ck_assert_int_eq(build(&c, err, sizeof err, no_secret), -1);
+	ck_assert_ptr_nonnull(strstr(err, "test: api.enable = yes needs api.secret"));
+	config_free(&c);
+	ck_assert_int_eq(build(&c, err, sizeof err, small), -1);
+	ck_assert_ptr_nonnull(strstr(err, "api.max_body"));
+	config_free(&c);
+}
+END_TEST
+
 START_TEST(build_from_file_names_line)
 {
 	struct config_source *list;
@@ -506,6 +536,50 @@ START_TEST(read_env)
 	}
 	ck_assert_uint_eq(found, 1);
 	config_sources_free(list, n);
+}
+END_TEST
+
+/* Seed 000's SERVER_SECRET and seed 004's realtime token variables, and
+ * which of the JWT secrets wins: REALTIME_JWT_SECRET, then JWT_SECRET_KEY,
+ * then SECRET_KEY (Flask's, the fallback). */
+START_TEST(read_env_api)
+{
+	struct config_source *list = NULL;
+	size_t n = 0;
+	struct config c;
+	char err[256];
+
+	setenv("SERVER_SECRET", "srv", 1);
+	setenv("SECRET_KEY", "flask", 1);
+	setenv("REALTIME_JWT_TTL_SECONDS", "120", 1);
+	setenv("REALTIME_JWT_AUDIENCE", "superbot-realtime", 1);
+	setenv("REALTIME_JWT_ISSUER", "superbot", 1);
+	ck_assert_int_eq(config_read_env(&list, &n), 0);
+	config_defaults(&c);
+	ck_assert_msg(config_build(&c, list, n, err, sizeof err) == 0, "%s", err);
+	ck_assert_str_eq(c.api_secret, "srv");
+	ck_assert_str_eq(c.auth_jwt_secret, "flask");
+	ck_assert_uint_eq(c.api_token_ttl_ms, 120000);
+	ck_assert_str_eq(c.auth_jwt_audience, "superbot-realtime");
+	ck_assert_str_eq(c.auth_jwt_issuer, "superbot");
+	config_free(&c);
+	config_sources_free(list, n);
+
+	list = NULL;
+	n = 0;
+	setenv("JWT_SECRET_KEY", "jwt", 1);
+	setenv("REALTIME_JWT_SECRET", "realtime", 1);
+	ck_assert_int_eq(config_read_env(&list, &n), 0);
+	config_defaults(&c);
+	ck_assert_msg(config_build(&c, list, n, err, sizeof err) == 0, "%s", err);
+	ck_assert_str_eq(c.auth_jwt_secret, "realtime");
+	config_free(&c);
+	config_sources_free(list, n);
+	const char *vars[] = { "SERVER_SECRET", "SECRET_KEY", "REALTIME_JWT_TTL_SECONDS",
+	                       "REALTIME_JWT_AUDIENCE", "REALTIME_JWT_ISSUER", "JWT_SECRET_KEY",
+	                       "REALTIME_JWT_SECRET" };
+	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+		unsetenv(vars[i]);
 }
 END_TEST
 
@@ -636,6 +710,13 @@ START_TEST(dump_masks_secrets)
 	ck_assert_ptr_nonnull(strstr(text, "\nurl = \"********\"\n"));
 	free(text);
 	config_free(&c);
+	static const char *const api[] = { "api.secret", "backend-s3cret", NULL };
+	ck_assert_msg(build(&c, err, sizeof err, api) == 0, "%s", err);
+	text = dump(&c);
+	ck_assert_ptr_null(strstr(text, "backend-s3cret"));
+	ck_assert_ptr_nonnull(strstr(text, "\n[api]\nenable = no\nsecret = \"********\"\n"));
+	free(text);
+	config_free(&c);
 }
 END_TEST
 
@@ -663,6 +744,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, read_file_missing);
 	tcase_add_test(tc, read_file_long_line);
 	tcase_add_test(tc, read_env);
+	tcase_add_test(tc, read_env_api);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("build");
@@ -670,6 +752,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, build_conformance_profile);
 	tcase_add_test(tc, build_sources_override_profile);
 	tcase_add_test(tc, build_errors);
+	tcase_add_test(tc, build_api);
 	tcase_add_test(tc, build_from_file_names_line);
 	suite_add_tcase(s, tc);
 
