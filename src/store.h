@@ -47,6 +47,7 @@ typedef void (*store_done_cb)(int err, void *ud);
 /* flag: see each operation (first/last/new/existed). */
 typedef void (*store_flag_cb)(int err, int flag, void *ud);
 typedef void (*store_json_cb)(int err, json_object *val, void *ud);
+typedef void (*store_count_cb)(int err, uint64_t n, void *ud);
 /* ok: 1 when taken; otherwise retry_after_ms says how long until it can be. */
 typedef void (*store_cooldown_cb)(int err, int ok, uint64_t retry_after_ms, void *ud);
 /* A typing entry expired: called once per expiry, cluster-wide. */
@@ -89,6 +90,8 @@ struct store_ops {
 	/* flag = 1 when the user has a socket in nsp. */
 	void (*user_online)(struct store *st, const char *nsp, const char *user,
 	                    store_flag_cb cb, void *ud);
+	/* n = the users online in nsp (one step, whatever their number). */
+	void (*users_count)(struct store *st, const char *nsp, store_count_cb cb, void *ud);
 	/* [{"userId":..., "name":...}, ...] online in nsp, each user once, sorted by userId. */
 	void (*users_online)(struct store *st, const char *nsp, store_json_cb cb, void *ud);
 
@@ -188,6 +191,7 @@ struct store *store_redis_new(struct event_base *base, const char *url, const ch
 #define store_user_remove(st, ...)   (st)->ops->user_remove((st), __VA_ARGS__)
 #define store_user_online(st, ...)   (st)->ops->user_online((st), __VA_ARGS__)
 #define store_users_online(st, ...)  (st)->ops->users_online((st), __VA_ARGS__)
+#define store_users_count(st, ...)   (st)->ops->users_count((st), __VA_ARGS__)
 #define store_room_add(st, ...)      (st)->ops->room_add((st), __VA_ARGS__)
 #define store_room_remove(st, ...)   (st)->ops->room_remove((st), __VA_ARGS__)
 #define store_room_members(st, ...)  (st)->ops->room_members((st), __VA_ARGS__)

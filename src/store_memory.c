@@ -72,7 +72,7 @@ struct timed {
 	json_object *info;           /* typing only; owned, may be NULL */
 };
 
-enum done_kind { D_DONE, D_FLAG, D_JSON, D_COOLDOWN, D_EXPIRED };
+enum done_kind { D_DONE, D_FLAG, D_JSON, D_COOLDOWN, D_COUNT, D_EXPIRED };
 
 /* A completion waiting for the pass. */
 struct done {
@@ -83,10 +83,11 @@ struct done {
 		store_flag_cb flag;
 		store_json_cb json;
 		store_cooldown_cb cooldown;
+		store_count_cb count;
 	} cb;
 	void *ud;
 	int flag;                    /* D_FLAG: flag; D_COOLDOWN: ok */
-	uint64_t retry_after_ms;     /* D_COOLDOWN */
+	uint64_t retry_after_ms;     /* D_COOLDOWN; D_COUNT: the count */
 	json_object *val;            /* D_JSON: owned, may be NULL */
 	struct timed *t;             /* D_EXPIRED: owned */
 };
@@ -213,6 +214,13 @@ static void queue_cooldown(struct mstore *m, store_cooldown_cb cb, void *ud, int
 	d->retry_after_ms = retry_after_ms;
 }
 
+static void queue_count(struct mstore *m, store_count_cb cb, void *ud, uint64_t n)
+{
+	struct done *d = queue(m, D_COUNT, ud);
+	d->cb.count = cb;
+	d->retry_after_ms = n;
+}
+
 static void timed_free(struct timed *t);
 
 /* t: an expired typing entry, owned by the record from now on. */
@@ -253,6 +261,9 @@ static void done_call(struct mstore *m, struct done *d)
 		break;
 	case D_COOLDOWN:
 		d->cb.cooldown(0, d->flag, d->retry_after_ms, d->ud);
+		break;
+	case D_COUNT:
+		d->cb.count(0, d->retry_after_ms, d->ud);
 		break;
 	case D_EXPIRED:
 		if (m->st.on_typing_expired)
@@ -566,6 +577,13 @@ static void m_user_online(struct store *st, const char *nsp, const char *user,
 	queue_flag(m, cb, ud, g && dict_get(g, user) != NULL);
 }
 
+static void m_users_count(struct store *st, const char *nsp, store_count_cb cb, void *ud)
+{
+	struct mstore *m = (struct mstore *)st;
+	struct dict *g = dict_get(&m->online, nsp);
+	queue_count(m, cb, ud, g ? dict_size(g) : 0);
+}
+
 static void m_users_online(struct store *st, const char *nsp, store_json_cb cb, void *ud)
 {
 	struct mstore *m = (struct mstore *)st;
@@ -854,6 +872,7 @@ static const struct store_ops memory_ops = {
 	.user_add = m_user_add,
 	.user_remove = m_user_remove,
 	.user_online = m_user_online,
+	.users_count = m_users_count,
 	.users_online = m_users_online,
 	.room_add = m_room_add,
 	.room_remove = m_room_remove,

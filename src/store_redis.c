@@ -358,6 +358,7 @@ enum op_kind {
 	K_BEAT,                      /* the liveness refresh: maybe reaps, resyncs */
 	K_UNDO,                      /* a removal that failed, done again */
 	K_RETIRE,                    /* store_done_cb, after the reports */
+	K_COUNT,                     /* store_count_cb, from an integer */
 };
 
 /* A typing entry to report. */
@@ -384,6 +385,7 @@ struct op {
 		store_flag_cb flag;
 		store_json_cb json;
 		store_cooldown_cb cooldown;
+		store_count_cb count;
 	} cb;
 	void *ud;
 	int script;                  /* SC_*, or -1: argv is the whole command */
@@ -395,7 +397,7 @@ struct op {
 	int done;                    /* the result is in */
 	int err;
 	int flag;                    /* flag, ok, or the script of a K_LOAD */
-	uint64_t num;                /* retry_after_ms, a ttl, or the poll's wait */
+	uint64_t num;                /* retry_after_ms, a ttl, the poll's wait, a count */
 	json_object *val;            /* owned, may be NULL */
 	struct expiry *exp;          /* owned, nexp of them */
 	size_t nexp;
@@ -890,6 +892,11 @@ static int op_read(struct rstore *s, struct op *op, const redisReply *rep)
 	case K_UNDO:
 	case K_RETIRE:
 		return read_reaped(op, rep);
+	case K_COUNT:
+		if (read_integer(rep, &v) < 0 || v < 0)
+			return -1;
+		op->num = (uint64_t)v;
+		return 0;
 	}
 	return -1;
 }
@@ -1003,6 +1010,9 @@ static void op_call(struct rstore *s, struct op *op)
 		break;
 	case K_COOLDOWN:
 		op->cb.cooldown(err, err ? 0 : op->flag, err || op->flag ? 0 : op->num, op->ud);
+		break;
+	case K_COUNT:
+		op->cb.count(err, err ? 0 : op->num, op->ud);
 		break;
 	}
 }
@@ -1266,6 +1276,17 @@ static void r_user_online(struct store *st, const char *nsp, const char *user,
 	op_start(s, op);
 }
 
+static void r_users_count(struct store *st, const char *nsp, store_count_cb cb, void *ud)
+{
+	struct rstore *s = (struct rstore *)st;
+	struct op *op = op_new(s, K_COUNT, -1, ud);
+
+	op->cb.count = cb;
+	op_str(op, "HLEN");
+	op_key(s, op, "online", nsp, NULL, NULL);
+	op_start(s, op);
+}
+
 static void r_users_online(struct store *st, const char *nsp, store_json_cb cb, void *ud)
 {
 	struct rstore *s = (struct rstore *)st;
@@ -1525,6 +1546,7 @@ static const struct store_ops redis_ops = {
 	.user_add = r_user_add,
 	.user_remove = r_user_remove,
 	.user_online = r_user_online,
+	.users_count = r_users_count,
 	.users_online = r_users_online,
 	.room_add = r_room_add,
 	.room_remove = r_room_remove,

@@ -112,6 +112,13 @@ static void json_cb(int err, json_object *val, void *ud)
 	r->val = json_object_get(val);
 }
 
+static void count_cb(int err, uint64_t n, void *ud)
+{
+	struct res *r = ud;
+	seen(r, err);
+	r->retry = n;
+}
+
 static void cooldown_cb(int err, int ok, uint64_t retry_after_ms, void *ud)
 {
 	struct res *r = ud;
@@ -408,6 +415,15 @@ static int user_remove(const char *nsp, const char *user, const char *sid)
 	struct res r = { 0 };
 	store_user_remove(st, nsp, user, sid, flag_cb, &r);
 	return flag_of(&r);
+}
+
+static uint64_t users_count(const char *nsp)
+{
+	struct res r = { 0 };
+	store_users_count(st, nsp, count_cb, &r);
+	await_once(&r.n);
+	ck_assert_int_eq(r.err, 0);
+	return r.retry;
 }
 
 static int room_add(const char *nsp, const char *room, const char *user, const char *name,
@@ -768,6 +784,24 @@ START_TEST(users_online_sorted_once)
 	ck_assert_text(users_online("/"),
 	               "[{\"userId\":\"alice\",\"name\":\"Alice\"},"
 	               "{\"userId\":\"bob\",\"name\":\"Bob\"}]");
+}
+END_TEST
+
+START_TEST(users_counted)
+{
+	ck_assert_uint_eq(users_count("/"), 0);
+	user_add("/", "alice", "Alice", "s1");
+	user_add("/", "alice", "Alice", "s2");
+	user_add("/", "bob", NULL, "s3");
+	user_add("/chat", "carol", NULL, "s4");
+	room_add("/", "r", "dave", NULL, "s5");
+	ck_assert_uint_eq(users_count("/"), 2);
+	ck_assert_uint_eq(users_count("/chat"), 1);
+	ck_assert_uint_eq(users_count("/none"), 0);
+	user_remove("/", "alice", "s1");
+	ck_assert_uint_eq(users_count("/"), 2);
+	user_remove("/", "alice", "s2");
+	ck_assert_uint_eq(users_count("/"), 1);
 }
 END_TEST
 
@@ -1503,7 +1537,7 @@ END_TEST
 /* Starts one operation of each kind; each must fail, once, in order. */
 static void all_unavailable(void)
 {
-	struct res r[10] = { { 0 } };
+	struct res r[11] = { { 0 } };
 	struct history_query q = { NULL, NULL, 10 };
 	json_object *o = json_object_new_object();
 
@@ -1517,17 +1551,19 @@ static void all_unavailable(void)
 	store_history_get(st, "c", &q, json_cb, &r[7]);
 	store_cooldown_take(st, "k", "u", 1000, cooldown_cb, &r[8]);
 	store_typing_set(st, "/", "r", "u", o, 1000, flag_cb, &r[9]);
+	store_users_count(st, "/", count_cb, &r[10]);
 	json_object_put(o);
-	for (int i = 0; i < 10; i++)
+	for (int i = 0; i < 11; i++)
 		ck_assert_int_eq(r[i].n, 0);
-	run(&r[9].n, 1, 3000);
+	run(&r[10].n, 1, 3000);
 	run(NULL, 0, 10);
-	for (int i = 0; i < 10; i++) {
+	for (int i = 0; i < 11; i++) {
 		ck_assert_int_eq(r[i].n, 1);
 		ck_assert_int_eq(r[i].err, STORE_EUNAVAIL);
 		ck_assert_int_eq(r[i].flag, 0);
 		ck_assert_ptr_null(r[i].val);
-		ck_assert_int_eq(r[i].seq, seq - 9 + i);
+		ck_assert_uint_eq(r[i].retry, 0);
+		ck_assert_int_eq(r[i].seq, seq - 10 + i);
 	}
 }
 
@@ -1652,6 +1688,7 @@ static void add_common(Suite *s, void (*fixture)(void), const char *const name[4
 	tcase_add_test(tc, user_first_and_last);
 	tcase_add_test(tc, user_online_by_id);
 	tcase_add_test(tc, users_online_sorted_once);
+	tcase_add_test(tc, users_counted);
 	tcase_add_test(tc, rooms_counted_and_isolated);
 	tcase_add_test(tc, tricky_names_do_not_collide);
 
