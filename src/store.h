@@ -186,6 +186,25 @@ struct store *store_redis_new(struct event_base *base, const char *url, const ch
                               const char *instance, unsigned reap_after_ms,
                               char *err, size_t errlen);
 
+/* A store that passes every operation on to inner (which it owns from
+ * now on: store_free frees both) and tells observe, as each completes, how
+ * long it took (from the call to the callback, in nanoseconds) and its
+ * err, before calling back. Same name, same guarantees as inner. Typing
+ * expiries, reaped sids and resyncs go through it: inner always reports
+ * them (an inner Redis store polls for expiries and reaps), to the
+ * wrapper's callbacks when they are set. */
+enum store_op {
+	STORE_OP_USER_ADD, STORE_OP_USER_REMOVE, STORE_OP_USER_ONLINE, STORE_OP_USERS_COUNT,
+	STORE_OP_USERS_ONLINE, STORE_OP_ROOM_ADD, STORE_OP_ROOM_REMOVE, STORE_OP_ROOM_MEMBERS,
+	STORE_OP_CHANNEL_GET, STORE_OP_CHANNEL_SET, STORE_OP_HISTORY_ADD, STORE_OP_HISTORY_GET,
+	STORE_OP_COOLDOWN_TAKE, STORE_OP_TYPING_SET, STORE_OP_TYPING_CLEAR, STORE_OP_RETIRE,
+	STORE_NOPS
+};
+/* "user_add", ...: the names of the operations above. */
+extern const char *const store_op_names[STORE_NOPS];
+typedef void (*store_observe_cb)(enum store_op op, uint64_t ns, int err, void *ud);
+struct store *store_timed_new(struct store *inner, store_observe_cb observe, void *ud);
+
 /* Shorthands: st->ops->x(st, ...). */
 #define store_user_add(st, ...)      (st)->ops->user_add((st), __VA_ARGS__)
 #define store_user_remove(st, ...)   (st)->ops->user_remove((st), __VA_ARGS__)

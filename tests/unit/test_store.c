@@ -1663,6 +1663,109 @@ START_TEST(redis_restart)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------
+ * The timed store (store_timed_new) around either: the same tests, and
+ * what its observer sees */
+
+static uint64_t observed[STORE_NOPS], observed_err, observed_ns;
+
+static void observe(enum store_op op, uint64_t ns, int err, void *ud)
+{
+	ck_assert_int_ge(op, 0);
+	ck_assert_int_lt(op, STORE_NOPS);
+	ck_assert_ptr_eq(ud, &observed);
+	observed[op]++;
+	observed_err += err != 0;
+	observed_ns += ns;
+}
+
+static struct store *timed(struct store *inner)
+{
+	const char *name = inner->ops->name;
+	struct store *t = store_timed_new(inner, observe, &observed);
+
+	memset(observed, 0, sizeof observed);
+	observed_err = observed_ns = 0;
+	ck_assert_str_eq(t->ops->name, name);
+	watch(t);
+	return t;
+}
+
+static void setup_timed(void)
+{
+	setup();
+	st = timed(st);
+}
+
+static void setup_timed_redis(void)
+{
+	setup_redis();
+	st = timed(st);
+}
+
+START_TEST(timed_observes_each_once)
+{
+	struct res r = { 0 };
+
+	ck_assert_int_eq(user_add("/", "u", "U", "s1"), 1);
+	ck_assert_int_eq(user_add("/", "v", "V", "s2"), 1);
+	ck_assert_uint_eq(users_count("/"), 2);
+	ck_assert_text(history_get("c", NULL, NULL, 10), "");
+	ck_assert_uint_eq(observed[STORE_OP_USER_ADD], 2);
+	ck_assert_uint_eq(observed[STORE_OP_USERS_COUNT], 1);
+	ck_assert_uint_eq(observed[STORE_OP_HISTORY_GET], 1);
+	ck_assert_uint_eq(observed[STORE_OP_USER_REMOVE], 0);
+	ck_assert_uint_eq(observed_err, 0);
+	ck_assert_uint_gt(observed_ns, 0);
+	/* Reported when it completes, before the caller's callback. */
+	store_user_remove(st, "/", "u", "s1", flag_cb, &r);
+	ck_assert_uint_eq(observed[STORE_OP_USER_REMOVE], 0);
+	await_once(&r.n);
+	ck_assert_uint_eq(observed[STORE_OP_USER_REMOVE], 1);
+	for (int i = 0; i < STORE_NOPS; i++)
+		ck_assert_ptr_nonnull(store_op_names[i]);
+	ck_assert_str_eq(store_op_names[STORE_OP_TYPING_CLEAR], "typing_clear");
+}
+END_TEST
+
+START_TEST(timed_observes_errors)
+{
+	char err[256], url[64];
+	struct res r = { 0 };
+
+	store_free(st);
+	snprintf(url, sizeof url, "redis://127.0.0.1:%d", free_port());
+	st = timed(store_redis_new(base, url, "test", "i9", 0, err, sizeof err));
+	store_users_count(st, "/", count_cb, &r);
+	run(&r.n, 1, 1000);
+	ck_assert_int_eq(r.err, STORE_EUNAVAIL);
+	ck_assert_uint_eq(observed[STORE_OP_USERS_COUNT], 1);
+	ck_assert_uint_eq(observed_err, 1);
+}
+END_TEST
+
+/* Resyncs come through it, and retire is timed as an operation. */
+START_TEST(timed_passes_resync_and_retire)
+{
+	char err[256];
+	struct res r = { 0 };
+
+	ck_assert_msg(redis_port > 0 && server_up(), "no redis-server on 127.0.0.1:%d", redis_port);
+	store_free(st);
+	st = timed(store_redis_new(base, redis_url, "timed", "t1", 0, err, sizeof err));
+	ck_assert_int_eq(resyncs, 0);
+	run(&resyncs, 1, 3000);
+	ck_assert_int_eq(resyncs, 1);   /* the first connection: add every sid */
+	ck_assert_int_eq(user_add("/", "u", "U", "s1"), 1);
+	ck_assert_int_eq(user_remove("/", "u", "s1"), 1);
+	store_retire(st, done_cb, &r);
+	await_once(&r.n);
+	ck_assert_int_eq(r.err, 0);
+	ck_assert_uint_eq(observed[STORE_OP_RETIRE], 1);
+	ck_assert_str_eq(store_op_names[STORE_OP_RETIRE], "retire");
+}
+END_TEST
+
 /* The tests of both stores, in four test cases, named by name[]. */
 static void add_common(Suite *s, void (*fixture)(void), const char *const name[4])
 {
@@ -1723,8 +1826,26 @@ static Suite *store_suite(void)
 		"redis:completions", "redis:presence", "redis:channels", "redis:expiry"
 	};
 
+	static const char *const timed_memory[4] = {
+		"timed-memory:completions", "timed-memory:presence", "timed-memory:channels",
+		"timed-memory:expiry"
+	};
+	static const char *const timed_redis[4] = {
+		"timed-redis:completions", "timed-redis:presence", "timed-redis:channels",
+		"timed-redis:expiry"
+	};
+
 	add_common(s, setup, memory);
 	add_common(s, setup_redis, redis);
+	add_common(s, setup_timed, timed_memory);
+	add_common(s, setup_timed_redis, timed_redis);
+
+	tc = tcase_create("timed");
+	tcase_add_checked_fixture(tc, setup_timed, teardown);
+	tcase_add_test(tc, timed_observes_each_once);
+	tcase_add_test(tc, timed_observes_errors);
+	tcase_add_test(tc, timed_passes_resync_and_retire);
+	suite_add_tcase(s, tc);
 
 	tc = tcase_create("redis:cluster");
 	tcase_add_checked_fixture(tc, setup_redis, teardown);
