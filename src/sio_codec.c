@@ -409,3 +409,35 @@ int sio_packet_encode(struct buf *out, enum sio_type type, const char *nsp,
 	}
 	return 0;
 }
+
+int sio_event_name(const char *s, size_t n, const char **name, size_t *len)
+{
+	size_t i = 1;
+
+	if (n == 0 || (s[0] != '0' + SIO_EVENT && s[0] != '0' + SIO_BINARY_EVENT))
+		return -1;
+	if (s[0] == '0' + SIO_BINARY_EVENT) {
+		while (i < n && isdigit((unsigned char)s[i]))
+			i++;
+		if (i == n || s[i++] != '-')
+			return -1;
+	}
+	if (i < n && s[i] == '/') {
+		while (i < n && s[i] != ',')
+			i++;
+		if (i++ == n)
+			return -1;
+	}
+	while (i < n && isdigit((unsigned char)s[i]))
+		i++;
+	if (n - i < 2 || s[i] != '[' || s[i + 1] != '"')
+		return -1;
+	size_t start = i += 2;
+	while (i < n && s[i] != '"')
+		i += s[i] == '\\' ? 2 : 1;
+	if (i >= n)
+		return -1;
+	*name = s + start;
+	*len = i - start;
+	return 0;
+}

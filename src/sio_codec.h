@@ -45,6 +45,12 @@ struct sio_packet {
 int sio_packet_decode(const char *s, size_t n, struct sio_packet *p, const char **err);
 void sio_packet_clear(struct sio_packet *p);
 
+/* The name of an EVENT or BINARY_EVENT packet as written in it: *name
+ * points into s, at the characters between the quotes (JSON escapes left
+ * as they are), *len of them. Reads only as far as the name; checks nothing
+ * else. Returns 0, or -1 for any other packet. */
+int sio_event_name(const char *s, size_t n, const char **name, size_t *len);
+
 /* Appends the encoded header (type, attachments, namespace, id) and data to
  * out. data may be NULL. Returns 0 or -1. */
 int sio_packet_encode(struct buf *out, enum sio_type type, const char *nsp,

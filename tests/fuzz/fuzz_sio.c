@@ -3,7 +3,9 @@
  * A packet that decodes is encoded again and the result decoded: the type,
  * namespace, ack id and attachment count must survive, and encoding the
  * second packet must give the same bytes as the first (the encoder's
- * output is a fixed point). A refused packet must leave nothing to free. */
+ * output is a fixed point). A refused packet must leave nothing to free.
+ * sio_event_name reads any bytes in bounds, and finds in an encoded event
+ * its name as the encoder wrote it (and nothing in other packets). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *err = NULL;
 	struct buf a, b;
 
+	const char *name;
+	size_t nlen;
+
+	(void)sio_event_name((const char *)data, size, &name, &nlen);
 	if (sio_packet_decode((const char *)data, size, &p, &err) < 0) {
 		if (!err || !*err || p.data)
 			abort();
@@ -39,6 +45,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (q.type != p.type || strcmp(q.nsp, p.nsp) != 0 || q.id != p.id ||
 	    q.attachments != p.attachments || !q.data != !p.data) {
 		fprintf(stderr, "round trip changed the packet: %s\n", a.p);
+		abort();
+	}
+	int found = sio_event_name(a.p, a.len, &name, &nlen) == 0;
+	if (p.type == SIO_EVENT || p.type == SIO_BINARY_EVENT) {
+		size_t jlen;
+		const char *j = sio_json(json_object_array_get_idx(p.data, 0), &jlen);
+		if (!found || nlen + 2 != jlen || memcmp(name, j + 1, nlen) != 0) {
+			fprintf(stderr, "event name not found as written: %s\n", a.p);
+			abort();
+		}
+	} else if (found) {
+		fprintf(stderr, "an event name in a packet of type %d: %s\n", p.type, a.p);
 		abort();
 	}
 	encode(&b, &q);

@@ -774,6 +774,56 @@ START_TEST(sio_placeholders_count)
 }
 END_TEST
 
+/* The name sio_event_name finds in s, "-" for none. */
+static const char *event_name(const char *s)
+{
+	static char out[64];
+	const char *name;
+	size_t len;
+
+	if (sio_event_name(s, strlen(s), &name, &len) < 0)
+		return "-";
+	ck_assert_uint_lt(len, sizeof out);
+	memcpy(out, name, len);
+	out[len] = '\0';
+	return out;
+}
+
+START_TEST(sio_event_names)
+{
+	struct buf b;
+	json_object *d = sio_json_parse(S("[\"chat:msg\",{\"x\":1}]"));
+
+	ck_assert_str_eq(event_name("2[\"a\"]"), "a");
+	ck_assert_str_eq(event_name("2[\"message:send\",{\"a\":\"b\"}]"), "message:send");
+	ck_assert_str_eq(event_name("2/chat,[\"x\"]"), "x");
+	ck_assert_str_eq(event_name("212[\"x\",1]"), "x");
+	ck_assert_str_eq(event_name("2/chat,12[\"x\"]"), "x");
+	ck_assert_str_eq(event_name("51-[\"bin\",{\"_placeholder\":true,\"num\":0}]"), "bin");
+	ck_assert_str_eq(event_name("52-/a,7[\"bin\"]"), "bin");
+	ck_assert_str_eq(event_name("2[\"q\\\"uote\"]"), "q\\\"uote");   /* as written */
+	ck_assert_str_eq(event_name("2[\"\"]"), "");
+	/* Not events, or cut short. */
+	ck_assert_str_eq(event_name("3[\"a\"]"), "-");
+	ck_assert_str_eq(event_name("0{}"), "-");
+	ck_assert_str_eq(event_name("2"), "-");
+	ck_assert_str_eq(event_name("2["), "-");
+	ck_assert_str_eq(event_name("2[\"abc"), "-");
+	ck_assert_str_eq(event_name("2[\"abc\\"), "-");
+	ck_assert_str_eq(event_name("2[\"abc\\\""), "-");
+	ck_assert_str_eq(event_name("2/chat"), "-");
+	ck_assert_str_eq(event_name("51[\"x\"]"), "-");
+	ck_assert_str_eq(event_name("2[1]"), "-");
+	ck_assert_str_eq(event_name(""), "-");
+	/* What the encoder writes. */
+	buf_init(&b, 0);
+	ck_assert_int_eq(sio_packet_encode(&b, SIO_EVENT, "/x", 42, 0, d), 0);
+	ck_assert_str_eq(event_name(b.p), "chat:msg");
+	buf_free(&b);
+	json_object_put(d);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------
  * util: base64 and ids */
 
@@ -1143,6 +1193,7 @@ static Suite *codecs_suite(void)
 	tcase_add_test(tc, sio_json_depth);
 	tcase_add_test(tc, sio_json_rfc8259);
 	tcase_add_test(tc, sio_placeholders_count);
+	tcase_add_test(tc, sio_event_names);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("util");
