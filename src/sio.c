@@ -666,3 +666,10 @@ struct sio_socket *sio_find(struct sio_nsp *nsp, const char *id)
 {
 	return dict_get(&nsp->sockets, id);
 }
+
+void sio_foreach_nsp(sio_nsp_visit_cb cb, void *ud)
+{
+	for (struct sio_server *srv = servers; srv; srv = srv->next)
+		for (struct sio_nsp *n = srv->nsps; n; n = n->next)
+			cb(srv->path, n->name, dict_size(&n->sockets), dict_size(&n->rooms), ud);
+}

@@ -129,4 +129,10 @@ size_t sio_nsp_sockets(const struct sio_nsp *nsp);
 /* The connected socket of nsp with this id, or NULL. */
 struct sio_socket *sio_find(struct sio_nsp *nsp, const char *id);
 
+/* Calls cb for every namespace of every server (for /stats): the server's
+ * path, the namespace's name, its connected sockets and its rooms. */
+typedef void (*sio_nsp_visit_cb)(const char *path, const char *nsp, size_t sockets,
+                                 size_t rooms, void *ud);
+void sio_foreach_nsp(sio_nsp_visit_cb cb, void *ud);
+
 #endif
