@@ -42,6 +42,7 @@
 #include "redis.h"
 #include "store.h"
 #include "sio.h"
+#include "stats.h"
 #include "util.h"
 #include "workers.h"
 #include "ws.h"
@@ -76,7 +77,7 @@ static void usage(FILE *out)
 		"  -h, --help              print this help and exit\n");
 }
 
-/* --- operator endpoints (to be extended: /stats, /metrics) --- */
+/* --- operator endpoints (/stats and /metrics: stats.c) --- */
 
 static enum MHD_Result on_root(struct http_req *req, const char *url, const char *method,
                                const char *upload, size_t *upload_size, void *ud)
@@ -130,6 +131,8 @@ static int app_setup(void)
 		                        cfg.presence_reap_after_ms, err, sizeof err);
 	else
 		store = store_memory_new(base);
+	if (store)
+		store = stats_watch_store(store, redis);
 	struct app *app = store ? app_start(base, &cfg, profile, store, redis, err, sizeof err) : NULL;
 	if (!app) {
 		log_err("%s", err);
@@ -323,7 +326,7 @@ static int run_worker(int fd)
 	}
 	ws_init(base);
 	eio_init(base, &cfg);
-	if (http_route("/", on_root, NULL) < 0)
+	if (http_route("/", on_root, NULL) < 0 || stats_start(base, &cfg, profile) < 0)
 		return 1;
 	if (cfg.api_enable && !profile)
 		log_warn("api.enable: the conformance profile serves no API");
@@ -343,6 +346,7 @@ static int run_worker(int fd)
 
 	eio_stop();
 	api_http_stop();
+	stats_stop();
 	http_stop();
 	for (size_t i = 0; i < nsigs; i++)
 		event_free(sigs[i]);
