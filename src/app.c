@@ -31,6 +31,7 @@
 #include "auth.h"
 #include "log.h"
 #include "sio.h"
+#include "stats.h"
 #include "tmpl.h"
 #include "util.h"
 
@@ -1163,6 +1164,7 @@ static void on_auth(const struct auth_result *res, void *ud)
 		a->socks->pprev = &as->next;
 	as->pprev = &a->socks;
 	a->socks = as;
+	stats_user_on(res->user.id, res->user.role);
 	as->tokens = a->cfg->limits_event_burst;
 	as->refilled_ms = mono_ms();
 	sio_accept(s);
@@ -1270,6 +1272,7 @@ static void on_disconnect(struct sio_socket *s, const char *reason, void *ud)
 	if (as->accepted) {
 		if ((*as->pprev = as->next))
 			as->next->pprev = as->pprev;
+		stats_user_off(ctx_str(as->user, "id"), ctx_str(as->user, "role"));
 		for (size_t i = 0; i < as->njoined; i++) {
 			struct joined *j = &as->joined[i];
 			struct req *r = left_req(a, j->leave, as->user, j->room, j->req);

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "sio.h"
 #include "sio_int.h"
+#include "stats.h"
 #include "util.h"
 
 /* --- rooms --- */
@@ -135,11 +136,29 @@ void sio_out_free(struct sio_out *o)
 	free(o);
 }
 
-int sio_send(struct sio_socket *s, const struct sio_out *o)
+static int send_out(struct sio_socket *s, const struct sio_out *o)
 {
 	for (int i = 0; i < o->n; i++)
 		if (eio_send(s->client->eio, o->m[i]) < 0)
 			return -1;
+	return 0;
+}
+
+/* An event (not an ack) went to n sockets: counted by name. */
+static void count_out(const struct sio_out *o, size_t n)
+{
+	const char *name;
+	size_t len;
+	if (n && o->n > 0 && !o->m[0]->binary && o->m[0]->len > 1 &&
+	    sio_event_name(o->m[0]->data + 1, o->m[0]->len - 1, &name, &len) == 0)
+		stats_events_out(name, len, n);
+}
+
+int sio_send(struct sio_socket *s, const struct sio_out *o)
+{
+	if (send_out(s, o) < 0)
+		return -1;
+	count_out(o, 1);
 	return 0;
 }
 
@@ -168,7 +187,7 @@ int sio_ack(struct sio_socket *s, int64_t id, json_object *args,
 	json_object_put(empty);
 	if (!o)
 		return -1;
-	int r = sio_send(s, o);
+	int r = send_out(s, o);
 	sio_out_free(o);
 	return r;
 }
@@ -184,7 +203,7 @@ static void deliver(struct sio_socket *s, unsigned long epoch, const struct sio_
 		return;
 	}
 	s->epoch = epoch;
-	sio_send(s, o);
+	send_out(s, o);
 	(*n)++;
 }
 
@@ -215,6 +234,7 @@ static size_t broadcast_local(struct sio_nsp *nsp, const char *const *rooms, siz
 		dict_iter_init(&it, &nsp->sockets);
 		while ((e = dict_next(&it)))
 			deliver(e->val, epoch, o, off, &n);
+		count_out(o, n);
 		return n;
 	}
 	for (size_t i = 0; i < nrooms; i++) {
@@ -225,6 +245,7 @@ static size_t broadcast_local(struct sio_nsp *nsp, const char *const *rooms, siz
 		while ((e = dict_next(&it)))
 			deliver(e->val, epoch, o, off, &n);
 	}
+	count_out(o, n);
 	return n;
 }
 
@@ -445,6 +466,7 @@ static void dispatch(struct sio_client *c, struct sio_packet *p)
 		.natts = c->natts,
 		.ack_id = p->id,
 	};
+	stats_event_in(ev.name);
 	if (s->nsp->ops->on_event)
 		s->nsp->ops->on_event(s, &ev, s->nsp->ud);
 }
