@@ -221,7 +221,7 @@ for (const transport of ['polling', 'websocket']) {
   });
 }
 
-test('stats page shows /health and /', { skip: AEOLUS_ONLY, timeout: 30000 * SLOW }, async () => {
+test('stats page shows /stats, /health and /', { skip: AEOLUS_ONLY, timeout: 30000 * SLOW }, async () => {
   const browser = await launch();
   try {
     const page = await browser.context.newPage();
@@ -231,7 +231,12 @@ test('stats page shows /health and /', { skip: AEOLUS_ONLY, timeout: 30000 * SLO
     await page.goto(`${d.url}/demo/stats.html`);
     await until(page, 'the health and info panels', () =>
       /"status"/.test(document.querySelector('[data-testid="health"]').textContent) &&
-      /"profile": "aeolus"/.test(document.querySelector('[data-testid="info"]').textContent));
+      /"profile": "aeolus"/.test(document.querySelector('[data-testid="info"]').textContent) &&
+      /"events"/.test(document.querySelector('[data-testid="stats"]').textContent));
+    for (const id of ['stat-sessions', 'stat-sockets', 'stat-users']) {
+      assert.match(await page.locator(`[data-testid="${id}"]`).textContent(), /^\d+$/, id);
+    }
+    assert.match(await page.locator('[data-testid="stat-rate"]').textContent(), /^[\d.]+ · [\d.]+$/);
     assert.deepEqual(page.problems, []);
   } finally {
     await browser.close();
