@@ -31,6 +31,7 @@
 #include "log.h"
 #include "profile.h"
 #include "sio.h"
+#include "stats.h"
 #include "util.h"
 
 #define MAX_ID 256               /* ids: channels, users, messages */
@@ -66,6 +67,7 @@ static void answer(const struct reply *rp, int status, json_object *body, unsign
 	const char *s = json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN |
 	                                                          JSON_C_TO_STRING_NOSLASHESCAPE);
 	struct api_response res = { status, s, strlen(s), retry_after, allow };
+	stats_api_request((unsigned)status);
 	rp->cb(&res, rp->ud);
 	json_object_put(body);
 }

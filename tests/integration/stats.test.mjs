@@ -474,6 +474,29 @@ test('without a profile (conformance): /stats and /metrics, events counted as ot
   }
 });
 
+test('aeolus_api_requests_total counts the HTTP API\'s answers by status', { skip }, async () => {
+  const secret = 'stats-test-server-secret-0123456789';
+  const d = await startApp({ set: { 'api.enable': 'yes', 'api.secret': secret } });
+  try {
+    const call = (path, body, auth = secret) => fetch(`${d.url}${path}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', ...(auth ? { Authorization: `Bearer ${auth}` } : {}) },
+      body: JSON.stringify(body),
+    });
+    let fams = parseMetrics(await metricsText(d));
+    assert.equal(fams.aeolus_api_requests_total.samples.length, 0);
+    assert.equal((await call('/api/emit', { event: 'news', data: 1 })).status, 200);
+    assert.equal((await call('/api/emit', { event: 'news', data: 2 })).status, 200);
+    assert.equal((await call('/api/emit', { event: 'news' }, 'wrong')).status, 401);
+    assert.equal((await call('/api/nothing', {})).status, 404);
+    fams = parseMetrics(await metricsText(d));
+    const by = Object.fromEntries(fams.aeolus_api_requests_total.samples.map((x) => [x.labels.status, x.value]));
+    assert.deepEqual(by, { 200: 2, 401: 1, 404: 1 });
+  } finally {
+    await d.stop();
+  }
+});
+
 test('/stats and /metrics: exact paths, GET and HEAD only', { skip }, async () => {
   for (const p of ['/stats/x', '/statsx', '/metrics/', '/metricsx']) {
     const res = await fetch(`${mem.url}${p}`);
