@@ -94,6 +94,8 @@ struct req {
 	char *name;
 	int phase;                   /* lifecycle requests: the next step */
 	struct api_run *run;         /* run by the HTTP API (app_run), or NULL */
+	struct eio_msg **atts;       /* the event's binary attachments (references) */
+	int natts;
 };
 
 static void run_reply(struct req *r, json_object *data);
@@ -201,6 +203,9 @@ static struct req *req_new(struct app *a, const char *sid, const struct event_sp
 
 static void req_free(struct req *r)
 {
+	for (int i = 0; i < r->natts; i++)
+		eio_msg_unref(r->atts[i]);
+	free(r->atts);
 	json_object_put(r->ctx);
 	free(r->room);
 	free(r->user_id);
@@ -243,6 +248,23 @@ static size_t eval_rooms(struct req *r, json_object *t, char **out, size_t max, 
 	}
 	json_object_put(v);
 	return n;
+}
+
+/* An emit's packet. The client's binary attachments go with it when its
+ * data still holds their placeholders (a relayed file, say). */
+static struct sio_out *encode_emit(struct req *r, const char *name, json_object *args)
+{
+	const char *nsp = sio_nsp_name_of(r->app->nsp);
+	if (!r->natts || !args ||
+	    !strstr(json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN), "\"_placeholder\""))
+		return sio_encode_event(nsp, name, args);
+	json_object *a = json_object_new_array();
+	json_object_array_add(a, json_object_new_string(name));
+	for (size_t i = 0; i < json_object_array_length(args); i++)
+		json_object_array_add(a, json_object_get(json_object_array_get_idx(args, i)));
+	struct sio_out *o = sio_encode(SIO_EVENT, nsp, -1, a, r->atts, r->natts);
+	json_object_put(a);
+	return o;
 }
 
 #define MAX_TARGETS 64
@@ -295,7 +317,7 @@ static void emit_one(struct req *r, struct sio_socket *self, const struct emit_s
 	json_object *args = json_object_new_array();
 	if (e->data)
 		json_object_array_add(args, data);   /* the array takes the reference */
-	struct sio_out *o = sio_encode_event(sio_nsp_name_of(a->nsp), name, args);
+	struct sio_out *o = encode_emit(r, name, args);
 	json_object_put(args);
 	free(name);
 	if (!o)
@@ -1050,6 +1072,12 @@ static void on_event(struct sio_socket *s, const struct sio_event *ev, void *ud)
 	struct req *r = req_new(a, sio_id(s), spec, as->user, ev->ack_id);
 	if (!r)
 		return;
+	if (ev->natts > 0) {
+		r->atts = xmust(malloc((size_t)ev->natts * sizeof *r->atts));
+		for (int i = 0; i < ev->natts; i++)
+			r->atts[i] = eio_msg_ref(ev->atts[i]);
+		r->natts = ev->natts;
+	}
 	json_object *payload = json_object_array_get_idx(ev->data, 1);
 	ctx_set(r->ctx, "req", payload ? json_object_get(payload) : json_object_new_object());
 	if (!rate_ok(a, as))

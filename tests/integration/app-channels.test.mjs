@@ -409,6 +409,18 @@ test('broadcast relays a custom event to the channel minus the sender', { skip }
   await alice.none('error');
 });
 
+test('broadcast relays binary data with its bytes (a binary event, attachments kept)', { skip }, async () => {
+  const ch = uniq();
+  const [alice, bob] = await users(d, 'alice', 'bob');
+  await joinAll(ch, alice, bob);
+  const bytes = Buffer.from([0, 1, 2, 250, 255]);
+  await alice.ok('broadcast', { channelId: ch, event: 'file:chunk', data: { name: 'a.bin', bytes } });
+  const got = await bob.next('file:chunk');
+  assert.equal(got.name, 'a.bin');
+  assert.ok(Buffer.isBuffer(got.bytes), `a Buffer, not ${JSON.stringify(got.bytes)}`);
+  assert.deepEqual([...got.bytes], [...bytes]);
+});
+
 test('broadcast outside the channel is not_member; vocabulary and reserved names are forbidden', { skip }, async () => {
   const ch = uniq();
   const [alice, bob] = await users(d, 'alice', 'bob');
