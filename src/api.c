@@ -43,6 +43,7 @@
 #define MAX_PARAM 512            /* a decoded query value */
 #define MAX_DEPTH 32             /* JSON nesting */
 #define TTL_CAP 86400            /* seconds: a token asked for longer needs api.token_ttl */
+#define MAX_TOKEN 8191           /* bytes: the longest token app.c takes from a client */
 
 struct api {
 	struct event_base *base;
@@ -170,6 +171,29 @@ static int bad_status(struct check *c, int status, const char *code, const char 
 static int has_nul(json_object *s)
 {
 	return strlen(json_object_get_string(s)) != (size_t)json_object_get_string_len(s);
+}
+
+/* Is s well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates)? */
+static int valid_utf8(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		unsigned c = *p, n = c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1
+		                   : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : 4;
+		if (n == 4)
+			return 0;
+		unsigned lo = 0x80, hi = 0xbf;        /* the second byte's range */
+		if (c == 0xe0) lo = 0xa0;
+		else if (c == 0xed) hi = 0x9f;
+		else if (c == 0xf0) lo = 0x90;
+		else if (c == 0xf4) hi = 0x8f;
+		p++;
+		for (unsigned i = 0; i < n; i++, p++) {
+			if (*p < (i ? 0x80 : lo) || *p > (i ? 0xbf : hi))
+				return 0;
+		}
+	}
+	return 1;
 }
 
 /* An id: a non-empty string (no NUL, at most MAX_ID bytes) or an integer.
@@ -674,6 +698,9 @@ static void ep_token(struct api *a, const struct reply *rp, const struct api_req
 	unsigned def = a->cfg->api_token_ttl_ms / 1000, cap = def > TTL_CAP ? def : TTL_CAP;
 	const char *remote = !trusted && req->remote_user && *req->remote_user ? req->remote_user
 	                                                                        : NULL;
+	/* The front's user becomes the token's: a name a client could send. */
+	if (remote && (strlen(remote) > MAX_ID || !valid_utf8(remote)))
+		bad(&c, "REMOTE_USER", "REMOTE_USER: must be UTF-8 of at most %d bytes", MAX_ID);
 	json_object *id = get_id(body, "userId", !remote, &c);
 	json_object *name = get_str(body, "name", 0, MAX_TEXT, &c);
 	json_object *role = get_str(body, "role", 0, MAX_TEXT, &c);
@@ -738,6 +765,17 @@ static void ep_token(struct api *a, const struct reply *rp, const struct api_req
 	json_object_put(claims);
 	if (!token)
 		return answer_error(rp, 503, "unavailable", NULL, 0, "cannot sign the token");
+	if (strlen(token) > MAX_TOKEN) {         /* named: the largest of the three */
+		size_t len = strlen(token);
+		size_t lm = mem ? strlen(json_object_to_json_string(mem)) : 0;
+		size_t ln = name ? (size_t)json_object_get_string_len(name) : 0;
+		size_t lr = role ? (size_t)json_object_get_string_len(role) : 0;
+		free(token);
+		return answer_error(rp, 400, "bad_request",
+		                    lm >= ln && lm >= lr ? "memberships" : ln >= lr ? "name" : "role", 0,
+		                    "the token would be %zu bytes, more than a client may present (%d): "
+		                    "fewer or shorter memberships, name or role", len, MAX_TOKEN);
+	}
 	json_object *out = json_object_new_object();
 	json_object_object_add(out, "token", json_object_new_string(token));
 	json_object_object_add(out, "expires_in", json_object_new_int64(secs));

@@ -259,6 +259,23 @@ test('POST /api/realtime/token: 400 for bad fields, 401 without the secret', { s
     { secret: null, headers: { 'remote-user': 'u' } }), 401, 'unauthorized');
 });
 
+test('POST /api/realtime/token: a token longer than a client may present is 400, not issued', { skip }, async () => {
+  const big = await startApp({ set: { 'api.enable': 'yes', 'api.secret': API_SECRET } });
+  try {
+    const memberships = Array.from({ length: 256 }, (_, i) => `team-${i}-${'x'.repeat(40)}`);
+    assertError(await api(big, 'POST', '/api/realtime/token', { userId: 'u', memberships }), 400, 'bad_request', 'memberships');
+    // a smaller one is issued and opens a connection
+    const r = await api(big, 'POST', '/api/realtime/token', { userId: 'u', memberships: memberships.slice(0, 100) });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.ok(r.body.token.length <= 8191);
+    const c = await connect(big, { token: r.body.token, label: 'u' });
+    await c.assertAlive();
+  } finally {
+    closeAll();
+    await finish([big]);
+  }
+});
+
 test('realtime tokens carry REALTIME_JWT_AUDIENCE and _ISSUER, signed with REALTIME_JWT_SECRET, for REALTIME_JWT_TTL_SECONDS', { skip }, async () => {
   const sb = await startApp({
     jwt: false,
