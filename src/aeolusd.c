@@ -13,18 +13,13 @@
  * run after the callbacks already queued in the same loop iteration. (With
  * lower priorities they would starve while any I/O stays ready.) */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <grp.h>
 #include <netdb.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -40,6 +35,7 @@
 #include "log.h"
 #include "profile.h"
 #include "redis.h"
+#include "service.h"
 #include "store.h"
 #include "sio.h"
 #include "stats.h"
@@ -176,77 +172,6 @@ static int listen_on(const char *addr, int port)
 	}
 	freeaddrinfo(res);
 	return fd;
-}
-
-static void raise_nofile(void)
-{
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-}
-
-static int daemonize(void)
-{
-	pid_t pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid > 0)
-		_exit(0);
-	if (setsid() < 0)
-		return -1;
-	pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid > 0)
-		_exit(0);
-	int fd = open("/dev/null", O_RDWR);
-	if (fd >= 0) {
-		dup2(fd, 0);
-		dup2(fd, 1);
-		if (cfg.log_target[0] == 's' && cfg.log_target[1] == 'y')
-			dup2(fd, 2);
-		if (fd > 2)
-			close(fd);
-	}
-	return chdir("/");
-}
-
-static int write_pid_file(const char *path)
-{
-	FILE *f = fopen(path, "w");
-	if (!f) {
-		log_err("server.pid_file: %s: %s", path, strerror(errno));
-		return -1;
-	}
-	fprintf(f, "%d\n", (int)getpid());
-	return fclose(f);
-}
-
-static int drop_privileges(void)
-{
-	if (!cfg.user || !*cfg.user)
-		return 0;
-	struct passwd *pw = getpwnam(cfg.user);
-	if (!pw) {
-		log_err("server.user: no such user '%s'", cfg.user);
-		return -1;
-	}
-	gid_t gid = pw->pw_gid;
-	if (cfg.group && *cfg.group) {
-		struct group *gr = getgrnam(cfg.group);
-		if (!gr) {
-			log_err("server.group: no such group '%s'", cfg.group);
-			return -1;
-		}
-		gid = gr->gr_gid;
-	}
-	if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
-		log_err("cannot switch to user '%s': %s", cfg.user, strerror(errno));
-		return -1;
-	}
-	return 0;
 }
 
 /* --- signals and shutdown --- */
@@ -482,18 +407,18 @@ int main(int argc, char **argv)
 	if (strcmp(cfg.log_target, "syslog") == 0)
 		log_use_syslog("aeolusd");
 	signal(SIGPIPE, SIG_IGN);
-	raise_nofile();
+	service_set_nofile(0);
 
 	int fd = listen_on(cfg.bind, cfg.port);
 	if (fd < 0)
 		return 1;
-	if (daemon && daemonize() < 0) {
+	if (daemon && service_detach(strcmp(cfg.log_target, "syslog") != 0) < 0) {
 		log_err("cannot daemonize: %s", strerror(errno));
 		return 1;
 	}
-	if (cfg.pid_file && *cfg.pid_file && write_pid_file(cfg.pid_file) < 0)
+	if (cfg.pid_file && *cfg.pid_file && service_write_pid(cfg.pid_file) < 0)
 		return 1;
-	if (drop_privileges() < 0)
+	if (service_drop_privileges(cfg.user, cfg.group) < 0)
 		return 1;
 
 	/* One process serves, or the workers do, each as that one would. */
