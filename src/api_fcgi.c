@@ -13,6 +13,14 @@
  * drops the last reference frees the job. Everything shared is under F.mu
  * except F.stopping (atomic).
  *
+ * Accepting: a thread accepts under the listener's mutex, sets the
+ * connection's timeouts, and hands it to FCGX_Accept_r() as libfcgi holds
+ * a kept connection (ipcFd set, keepConnection so that the call does not
+ * close it first): libfcgi reads the request's records from it without
+ * accepting anything itself (its listening socket is -1), so a client that
+ * is slow to send its parameters holds its own thread only, for at most
+ * server.http_timeout per read.
+ *
  * Shutdown: api_fcgi_quiesce() sets F.stopping and shuts the sockets
  * this process owns down, which wakes the threads blocked in accept();
  * on an inherited socket (shared with the web server's other children) a
@@ -28,6 +36,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -377,11 +386,6 @@ static void write_answer(FCGX_Request *req, const struct job *j)
 
 static void serve(FCGX_Request *req, pthread_cond_t *cond)
 {
-	unsigned ms = F.cfg->http_timeout_ms;
-	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
-	setsockopt(req->ipcFd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	setsockopt(req->ipcFd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-
 	struct job *j = xcalloc(1, sizeof *j);
 	j->refs = 1;
 	j->cond = cond;
@@ -406,31 +410,66 @@ static void serve(FCGX_Request *req, pthread_cond_t *cond)
 	job_release(j);
 }
 
+/* Accepts a connection (one thread at a time), with the timeouts that
+ * bound every read and write on it. Returns the descriptor, or -1 (after
+ * a pause when the error was not a wake-up). */
+static int accept_one(struct listener *l)
+{
+	static _Thread_local uint64_t last_err;
+	pthread_mutex_lock(&l->mu);
+	int fd = atomic_load(&F.stopping) ? -1 : accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+	int e = errno;
+	pthread_mutex_unlock(&l->mu);
+	if (fd >= FD_SETSIZE) {
+		/* libfcgi's lingering close waits with select(). */
+		close(fd);
+		fd = -1;
+		e = EMFILE;
+	}
+	if (fd >= 0) {
+		unsigned ms = F.cfg->http_timeout_ms;
+		struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+		return fd;
+	}
+	/* A wake-up (the listening socket's receive timeout), a shutdown, a
+	 * client gone before it was accepted, or an error. */
+	if (atomic_load(&F.stopping) || e == EAGAIN || e == EWOULDBLOCK || e == EINTR ||
+	    e == ECONNABORTED)
+		return -1;
+	if (mono_ms() - last_err > 10000) {
+		log_warn("fcgi: accept: %s", strerror(e));
+		last_err = mono_ms();
+	}
+	struct timespec pause = { 0, 100000000L };
+	nanosleep(&pause, NULL);
+	return -1;
+}
+
 static void *worker(void *arg)
 {
 	struct listener *l = arg;
 	FCGX_Request req;
 	pthread_cond_t cond;
-	uint64_t last_err = 0;
 
 	cond_init_monotonic(&cond);
-	FCGX_InitRequest(&req, l->fd, 0);
+	/* No listening socket for libfcgi: the connection is accepted here,
+	 * and FCGX_Accept_r() reads the request from it (as from a kept
+	 * connection) outside the mutex, with the connection's timeouts. A
+	 * connection that fails is closed by libfcgi, which then finds no
+	 * socket to accept on and returns an error. */
+	FCGX_InitRequest(&req, -1, 0);
 	while (!atomic_load(&F.stopping)) {
-		pthread_mutex_lock(&l->mu);
-		int rc = atomic_load(&F.stopping) ? 1 : FCGX_Accept_r(&req);
-		pthread_mutex_unlock(&l->mu);
-		if (rc > 0)
-			break;
-		if (rc < 0) {
-			/* A wake-up (the receive timeout), a shutdown, or an error. */
-			if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR || atomic_load(&F.stopping))
-				continue;
-			if (mono_ms() - last_err > 10000) {
-				log_warn("fcgi: accept: %s", rc > -4096 ? strerror(-rc) : "libfcgi error");
-				last_err = mono_ms();
-			}
-			struct timespec pause = { 0, 100000000L };
-			nanosleep(&pause, NULL);
+		int fd = accept_one(l);
+		if (fd < 0)
+			continue;
+		req.ipcFd = fd;
+		req.keepConnection = 1;
+		if (FCGX_Accept_r(&req) < 0) {
+			if (req.ipcFd >= 0)
+				FCGX_Free(&req, 1);
+			log_debug("fcgi: a connection closed or timed out before its request");
 			continue;
 		}
 		serve(&req, &cond);

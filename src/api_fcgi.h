@@ -4,23 +4,24 @@
  *
  * libfcgi reads and writes with blocking calls, so it cannot run on the
  * loop. Each listening socket gets a small pool of threads; each thread
- * in turn accepts a request with FCGX_Accept_r() (one thread at a time:
- * under the socket's mutex), reads its body, hands it to the loop thread
- * (a queue and a byte on a pipe) and waits on a condition variable for
- * the answer, which it writes. The API (api.h) runs on the loop only.
- * A slow web-server connection holds one thread and no more: the others
- * go on accepting and serving.
+ * in turn accepts a connection (one thread at a time: under the socket's
+ * mutex), lets FCGX_Accept_r() read the request from it (outside the
+ * mutex), reads its body, hands it to the loop thread (a queue and a byte
+ * on a pipe) and waits on a condition variable for the answer, which it
+ * writes. The API (api.h) runs on the loop only. A slow web-server
+ * connection holds one thread and no more: the others go on accepting
+ * and serving.
  *
- * Bounds: the body kept by api_max_body() (beyond it: 413, the rest read
- * and dropped, at most 64 MiB); each read and write of a request's
- * connection by server.http_timeout; the wait for the API's answer by
+ * Bounds: every read and write on a connection by server.http_timeout;
+ * the body kept by api_max_body() (beyond it: 413, the rest read and
+ * dropped, at most 64 MiB); the wait for the API's answer by
  * server.http_timeout (then 503). A connection serves one request
  * (FCGI_KEEP_CONN is not honoured: an idle kept connection would hold a
- * thread and the socket's mutex). libfcgi reads a request's parameters
- * before it returns, without a size limit of its own: the socket is for
- * the web server only (a unix socket, or a loopback address). It also
- * waits with select(): every descriptor of the process must stay below
- * FD_SETSIZE (the caller caps RLIMIT_NOFILE). */
+ * thread). libfcgi reads a request's parameters without a size limit of
+ * its own: the socket is for the web server only (a unix socket, or a
+ * loopback address). Its lingering close waits with select(): every
+ * descriptor of the process must stay below FD_SETSIZE (the caller caps
+ * RLIMIT_NOFILE; a connection accepted above it is closed). */
 #ifndef AEOLUS_API_FCGI_H
 #define AEOLUS_API_FCGI_H
 
