@@ -76,13 +76,24 @@ static int listen_unix(const char *path, int nonblock, const char *user, const c
 		close(fd);
 		return -1;
 	}
-	if (user && *user) {
-		uid_t uid;
-		gid_t gid;
-		int bad = ids_of(user, group, &uid, &gid, err, errlen) < 0;
+	if ((user && *user) || (group && *group)) {
+		uid_t uid = (uid_t)-1;
+		gid_t gid = (gid_t)-1;
+		int bad = 0;
+		if (user && *user) {
+			bad = ids_of(user, group, &uid, &gid, err, errlen) < 0;
+		} else {
+			struct group *gr = getgrnam(group);
+			if (gr) {
+				gid = gr->gr_gid;
+			} else {
+				snprintf(err, errlen, "server.group: no such group '%s'", group);
+				bad = 1;
+			}
+		}
 		if (!bad && chown(path, uid, gid) < 0) {
-			snprintf(err, errlen, "unix:%s: cannot give it to %s: %s", path, user,
-			         strerror(errno));
+			snprintf(err, errlen, "unix:%s: cannot give it to %s: %s", path,
+			         user && *user ? user : group, strerror(errno));
 			bad = 1;
 		}
 		if (bad) {

@@ -9,9 +9,9 @@
 /* A listening socket on spec: "HOST:PORT" (a name or a numeric address;
  * an IPv6 one in brackets, "[::1]:9000") or "unix:/PATH". A unix socket's
  * path is replaced if a socket is there already (a stale one), refused if
- * anything else is; the socket is made mode 0660 and, when user (and
- * group) are given, theirs: the web server's group may connect, others
- * may not. nonblock: O_NONBLOCK on the socket. Returns the descriptor
+ * anything else is; the socket is made mode 0660 and given to user (and
+ * group, else the user's group) when they are not empty, or to group
+ * alone: the web server's group may connect, others may not. nonblock: O_NONBLOCK on the socket. Returns the descriptor
  * (close-on-exec), or -1 with a message in err. */
 int service_listen(const char *spec, int nonblock, const char *user, const char *group,
                    char *err, size_t errlen);
