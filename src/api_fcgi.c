@@ -505,14 +505,17 @@ int api_fcgi_listen(int fd, unsigned threads, int owned)
 {
 	if (F.nl == MAX_LISTENERS || threads < 1 || threads > 256)
 		return -1;
-	/* libfcgi accepts with blocking calls (a socket inherited from a
-	 * spawner may be non-blocking). Blocked accepts come back now and
-	 * then (-EAGAIN) to see whether the front is stopping. */
+	/* The threads accept with blocking calls (a socket inherited from a
+	 * spawner may be non-blocking). On a socket that is not ours to shut
+	 * down, a blocked accept comes back now and then (EAGAIN) to see
+	 * whether the front is stopping. */
 	int fl = fcntl(fd, F_GETFL);
 	if (fl >= 0 && (fl & O_NONBLOCK))
 		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-	struct timeval tv = { ACCEPT_WAKE_MS / 1000, (ACCEPT_WAKE_MS % 1000) * 1000 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	if (!owned) {
+		struct timeval tv = { ACCEPT_WAKE_MS / 1000, (ACCEPT_WAKE_MS % 1000) * 1000 };
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	}
 	struct listener *l = &F.l[F.nl++];
 	l->fd = fd;
 	l->owned = owned;
