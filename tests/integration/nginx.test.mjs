@@ -457,6 +457,31 @@ for (const mode of ['fcgi', 'scgi']) {
       await assertIdle(api);
     });
 
+    t('clients that go away before their answer (Redis slow meanwhile) are forgotten; aeolus-api serves on', {}, async () => {
+      const ch = uniq('gone');
+      redis.pause();
+      const gone = [];
+      try {
+        for (let i = 0; i < 60; i++) {
+          const ac = new AbortController();
+          gone.push(fetch(`${ng.url}/chat/message`, {
+            method: 'POST', signal: ac.signal,
+            headers: { authorization: `Bearer ${API_SECRET}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ channelId: ch, senderId: `s${i}`, content: `c${i}` }),
+          }).then((r) => r.status, () => 'aborted'));
+          setTimeout(() => ac.abort(), i % 3 === 0 ? 0 : 150);
+        }
+        await Promise.all(gone);
+        await sleep(200 * SLOW);   // nginx has closed its connections to aeolus-api
+      } finally {
+        redis.resume();
+      }
+      assert.ok(api.alive, api.describe());
+      const r = await call(ng, 'POST', '/chat/message', { channelId: ch, senderId: 'after', content: 'still here' });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      await assertIdle(api);
+    });
+
     t('503 through nginx while Redis is down; served again once it is back', { timeout: 60000 * SLOW }, async () => {
       const port = redis.port;
       await redis.stop();
