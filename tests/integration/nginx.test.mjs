@@ -11,96 +11,30 @@
 // way (the listening socket as descriptor 0) and with -d.
 //
 // Skipped when nginx (with its fastcgi and scgi modules) or redis-server is
-// missing. NGINX names the nginx binary (default /usr/sbin/nginx, else the
-// one on PATH); AEOLUS_API the aeolus-api binary (default: next to AEOLUSD).
+// missing (see nginx-lib.mjs for NGINX and AEOLUS_API).
 
 import { describe, before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, daemonPath, finish, assertIdle, withTimeout, sleep, REPO_ROOT, AEOLUS_ONLY, SLOW } from './helpers.mjs';
-import { startApp, startRedis, haveRedis, connect, uniq, SECRET, PROFILE_DIR, T, QUIET } from './app-lib.mjs';
+import { freePort, finish, assertIdle, withTimeout, sleep, SLOW } from './helpers.mjs';
+import { startApp, startRedis, connect, uniq, SECRET, PROFILE_DIR, T } from './app-lib.mjs';
 import { connectPeer, closePeers } from './cluster-lib.mjs';
+import { API_BIN, Proc, skipReason, writeConfig, startNginx, call as ncall } from './nginx-lib.mjs';
 
 const API_SECRET = 'nginx-test-server-secret-0123456789';
 const MAX_BODY = 2048;          // api.max_body of aeolus-api here
 const HTTP_TIMEOUT_S = 2;       // server.http_timeout of aeolus-api here
 const WRAPPER = (process.env.AEOLUS_TEST_WRAPPER || '').trim().split(/\s+/).filter(Boolean);
 
-function findNginx() {
-  if (process.env.NGINX) return process.env.NGINX;
-  if (fs.existsSync('/usr/sbin/nginx')) return '/usr/sbin/nginx';
-  for (const dir of (process.env.PATH || '').split(':')) {
-    if (dir && fs.existsSync(path.join(dir, 'nginx'))) return path.join(dir, 'nginx');
-  }
-  return null;
-}
-
-const NGINX = findNginx();
-const API_BIN = path.resolve(process.env.AEOLUS_API || path.join(path.dirname(daemonPath()), 'aeolus-api'));
-
-/** Why the file is skipped, or false. */
-async function skipReason() {
-  if (AEOLUS_ONLY) return AEOLUS_ONLY;
-  if (!NGINX) return 'nginx is not installed';
-  // nginx -V writes to stderr
-  const r = spawnSync(NGINX, ['-V'], { encoding: 'utf8' });
-  const v = `${r.stdout || ''}${r.stderr || ''}`;
-  if (!/nginx version/.test(v)) return `${NGINX} -V did not run`;
-  if (/--without-http_fastcgi_module|--without-http_scgi_module/.test(v)) return 'nginx lacks its fastcgi or scgi module';
-  if (!(await haveRedis())) return 'redis-server is not installed';
-  if (!fs.existsSync(API_BIN)) return `aeolus-api not found at ${API_BIN}: build it first or set AEOLUS_API`;
-  return false;
-}
-
 const skip = await skipReason();
+const call = (ng, method, pathq, body, o = {}) => ncall(ng, method, pathq, body, { secret: API_SECRET, ...o });
 
 // ---------------------------------------------------------------------------
-// Processes
-
-const procs = new Set();
-process.on('exit', () => { for (const p of procs) { try { p.proc.kill('SIGKILL'); } catch { /* gone */ } } });
-
-/** A child process whose output is kept for failure messages. */
-class Proc {
-  constructor(label, cmd, args, { env = process.env, stdio } = {}) {
-    this.label = label;
-    this.out = '';
-    this.proc = spawn(cmd, args, { env, stdio: stdio || ['ignore', 'pipe', 'pipe'] });
-    this.exit = null;
-    procs.add(this);
-    for (const s of [this.proc.stdout, this.proc.stderr]) if (s) s.on('data', (c) => { this.out += c; });
-    this.exited = new Promise((resolve) => {
-      this.proc.on('error', (e) => { this.out += `\n[spawn error] ${e.message}`; });
-      this.proc.on('exit', (code, signal) => { this.exit = { code, signal }; procs.delete(this); resolve(this.exit); });
-    });
-  }
-
-  get alive() { return this.exit === null; }
-
-  describe() {
-    const tail = this.out.length > 6000 ? `...${this.out.slice(-6000)}` : this.out;
-    return `${this.label} (${this.alive ? 'running' : `exited ${JSON.stringify(this.exit)}`})\n--- output ---\n${tail}\n--------------`;
-  }
-
-  /** Sends sig and asserts a clean exit (status 0) within ms. */
-  async stop(sig = 'SIGTERM', ms = 12000 * SLOW) {
-    if (!this.alive) throw new Error(`${this.label} had exited already: ${this.describe()}`);
-    this.proc.kill(sig);
-    let res;
-    try {
-      res = await withTimeout(this.exited, ms, `${this.label} to exit after ${sig}`);
-    } catch (e) {
-      this.proc.kill('SIGKILL');
-      await this.exited;
-      throw new Error(`${e.message}: ${this.describe()}`);
-    }
-    if (res.code !== 0) throw new Error(`${this.label} did not exit cleanly after ${sig}: ${this.describe()}`);
-  }
-}
+// aeolus-api
 
 let redis;
 let prefix;
@@ -131,98 +65,8 @@ function startApi(extra, label = 'aeolus-api') {
   return new Proc(label, all[0], all.slice(1), { env: apiEnv() });
 }
 
-/**
- * The nginx configuration made of the shipped files: aeolus.conf with its
- * listen line, the upstream's servers and the API include replaced, and the
- * snippet with its fastcgi_pass/scgi_pass address replaced. Every
- * replacement must find what it replaces.
- */
-function writeConfig(dir, { mode, port, upstreams, apiAddr }) {
-  const once = (text, re, by, what) => {
-    let n = 0;
-    const out = text.replace(re, (...m) => { n += 1; return typeof by === 'function' ? by(...m) : by; });
-    assert.ok(n >= 1, `the shipped nginx configuration no longer has ${what}`);
-    return out;
-  };
-  let main = fs.readFileSync(path.join(REPO_ROOT, 'etc', 'nginx', 'aeolus.conf'), 'utf8');
-  main = once(main, /^(\s*)listen 80;$/m, (m, ind) => `${ind}listen 127.0.0.1:${port};`, 'listen 80');
-  main = once(main, /(upstream aeolus \{\n)((?:[ \t]*server [^\n]+\n)+)/,
-    (m, head) => head + upstreams.map((p) => `\tserver 127.0.0.1:${p};\n`).join(''), 'the upstream aeolus servers');
-  const snippet = mode === 'fcgi' ? 'aeolus-api-fastcgi.conf' : 'aeolus-api-scgi.conf';
-  let found = 0;
-  main = main.replace(/^(\s*)#?include \/etc\/nginx\/snippets\/(aeolus-api-(?:fastcgi|scgi)\.conf);$/gm, (m, ind, name) => {
-    found += 1;
-    return name === snippet ? `${ind}include ${path.join(dir, name)};` : `${ind}#include ${name};`;
-  });
-  assert.equal(found, 2, 'aeolus.conf names both API snippets');
-  let snip = fs.readFileSync(path.join(REPO_ROOT, 'etc', 'nginx', snippet), 'utf8');
-  const directive = mode === 'fcgi' ? 'fastcgi_pass' : 'scgi_pass';
-  let passes = 0;
-  snip = snip.replace(new RegExp(`^(\\s*)${directive} [^;]+;`, 'gm'), (m, ind) => { passes += 1; return `${ind}${directive} ${apiAddr};`; });
-  assert.equal(passes, 2, `${snippet} passes /chat/ and /api/`);
-  assert.match(snip, new RegExp(`include ${mode === 'fcgi' ? 'fastcgi' : 'scgi'}_params;`));
-  fs.writeFileSync(path.join(dir, snippet), snip);
-  fs.writeFileSync(path.join(dir, 'aeolus.conf'), main);
-  for (const f of ['fastcgi_params', 'scgi_params']) fs.copyFileSync(path.join('/etc/nginx', f), path.join(dir, f));
-  const t = path.join(dir, 'tmp');
-  fs.mkdirSync(t, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'nginx.conf'), `
-${process.getuid && process.getuid() === 0 ? 'user root;' : ''}
-worker_processes 1;
-events { worker_connections 1024; }
-http {
-	log_format upstream '$request_method $request_uri $upstream_addr $status';
-	access_log ${path.join(dir, 'access.log')} upstream;
-	client_body_temp_path ${t}/body;
-	proxy_temp_path ${t}/proxy;
-	fastcgi_temp_path ${t}/fastcgi;
-	scgi_temp_path ${t}/scgi;
-	uwsgi_temp_path ${t}/uwsgi;
-	include ${path.join(dir, 'aeolus.conf')};
-}
-`);
-}
-
-/** nginx on dir/nginx.conf, serving once it answers on port. */
-async function startNginx(dir, port) {
-  const ng = new Proc('nginx', NGINX, ['-p', dir, '-c', path.join(dir, 'nginx.conf'),
-    '-g', `daemon off; pid ${path.join(dir, 'nginx.pid')}; error_log stderr;`]);
-  const deadline = Date.now() + 5000 * SLOW;
-  for (;;) {
-    if (!ng.alive) throw new Error(`nginx did not start: ${ng.describe()}`);
-    try {
-      await new Promise((resolve, reject) => {
-        const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(); });
-        s.on('error', reject);
-      });
-      break;
-    } catch { /* not yet */ }
-    if (Date.now() > deadline) throw new Error(`nginx does not listen on ${port}: ${ng.describe()}`);
-    await sleep(50);
-  }
-  ng.url = `http://127.0.0.1:${port}`;
-  ng.dir = dir;
-  return ng;
-}
-
 // ---------------------------------------------------------------------------
 // Calls through nginx
-
-/** Resolves {status, body (parsed JSON or text), headers}. */
-async function call(ng, method, pathq, body, { secret = API_SECRET, headers = {} } = {}) {
-  const h = { ...headers };
-  if (secret !== null) h.authorization = `Bearer ${secret}`;
-  const init = { method, headers: h, signal: AbortSignal.timeout(10000 * SLOW) };
-  if (body !== undefined) {
-    init.body = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
-    h['content-type'] = 'application/json';
-  }
-  const res = await fetch(`${ng.url}${pathq}`, init);
-  const text = await res.text();
-  let parsed = text;
-  try { parsed = JSON.parse(text); } catch { /* not JSON */ }
-  return { status: res.status, body: parsed, headers: res.headers };
-}
 
 function assertError(r, status, code, field) {
   assert.equal(r.status, status, `expected ${status}, got ${r.status} ${JSON.stringify(r.body)}`);
