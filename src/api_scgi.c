@@ -45,6 +45,7 @@ struct conn {
 	int api_pending;             /* the API has not answered */
 	int in_call;                 /* inside api_handle() */
 	int answered;                /* out holds the whole answer */
+	int too_large;               /* the parser said TOO_LARGE: the body is dropped */
 	struct buf out;
 	size_t sent;
 	uint64_t dropped;            /* body bytes dropped after a 413, or bytes after the request */
@@ -253,14 +254,14 @@ static int feed(struct conn *c, const char *data, size_t n)
 		if (c->complete) {
 			/* After the request (one per connection): dropped. */
 			c->dropped += n;
-			if (c->dropped > EXTRA_MAX + (c->p.too_large ? DRAIN_MAX : 0)) {
+			if (c->dropped > EXTRA_MAX + (c->too_large ? DRAIN_MAX : 0)) {
 				conn_close(c);
 				return 1;
 			}
 			return 0;
 		}
 		size_t used = 0;
-		int skipping = c->p.too_large;
+		int skipping = c->too_large;
 		enum scgi_status st = scgi_feed(&c->p, data, n, &used);
 		data += used;
 		n -= used;
@@ -280,6 +281,7 @@ static int feed(struct conn *c, const char *data, size_t n)
 		case SCGI_TOO_LARGE:
 			/* The headers are in: the API answers (413, or what comes
 			 * before it); the body is read on and dropped. */
+			c->too_large = 1;
 			if (ask(c))
 				return 1;
 			break;
