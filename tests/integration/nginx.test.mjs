@@ -276,6 +276,48 @@ for (const mode of ['fcgi', 'scgi']) {
       assert.equal(r.body.retryAfter, retry);
     });
 
+    if (mode === 'scgi') {
+      t('raw SCGI straight to aeolus-api: a request sent a byte at a time, a malformed one (400), one over api.max_body (413, its body read to the end)', {}, async () => {
+        const scgi = (pairs, body = '') => {
+          const block = Buffer.concat(pairs.map((x) => Buffer.from(`${x}\0`)));
+          return Buffer.concat([Buffer.from(`${block.length}:`), block, Buffer.from(','), Buffer.from(body)]);
+        };
+        const exchange = async (bytes, { slice = 0 } = {}) => {
+          const sock = await rawConnect(apiAddr);
+          let out = Buffer.alloc(0);
+          sock.on('data', (c) => { out = Buffer.concat([out, c]); });
+          const done = closedWithin(sock, 5000 * SLOW, 'aeolus-api to close the SCGI connection');
+          if (slice) {
+            for (let i = 0; i < bytes.length; i += slice) {
+              sock.write(bytes.subarray(i, i + slice));
+              if (i % 16 === 0) await sleep(1);
+            }
+          } else {
+            sock.write(bytes);
+          }
+          await done;
+          const text = out.toString();
+          const status = Number(/^Status: (\d+)/.exec(text)?.[1]);
+          return { status, head: text.slice(0, text.indexOf('\r\n\r\n')), body: JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) };
+        };
+        const body = JSON.stringify({ channelId: uniq('raw'), senderId: 'r', content: 'byte by byte' });
+        let r = await exchange(scgi(['CONTENT_LENGTH', String(body.length), 'SCGI', '1', 'REQUEST_METHOD', 'POST',
+          'REQUEST_URI', '/chat/message', 'HTTP_AUTHORIZATION', `Bearer ${API_SECRET}`], body), { slice: 1 });
+        assert.equal(r.status, 200, JSON.stringify(r));
+        assert.match(r.head, /Content-Type: application\/json/);
+        assert.equal(r.body.success, true);
+        r = await exchange(Buffer.from('3:abc,'));
+        assert.equal(r.status, 400);
+        assert.equal(r.body.error, 'bad_request');
+        assert.match(r.body.message, /^SCGI: /);
+        const big = 'x'.repeat(300 * 1024);
+        r = await exchange(scgi(['CONTENT_LENGTH', String(big.length), 'SCGI', '1', 'REQUEST_METHOD', 'POST',
+          'REQUEST_URI', '/chat/message', 'HTTP_AUTHORIZATION', `Bearer ${API_SECRET}`], big), { slice: 65536 });
+        assert.equal(r.status, 413);
+        assert.equal(r.body.error, 'too_large');
+      });
+    }
+
     t('many requests at once through nginx all answered; a silent or half-sent connection to aeolus-api holds up no one and is closed after server.http_timeout', {}, async () => {
       const ch = uniq('many');
       const rs = await Promise.all(Array.from({ length: 40 }, (_, i) => call(ng, 'POST', '/chat/message',
