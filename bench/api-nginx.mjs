@@ -1,6 +1,7 @@
 // api-nginx.mjs -- the backend HTTP API through nginx, as deployed with the
 // shipped configuration (etc/nginx/): Redis, two aeolusd instances and
-// aeolus-api behind nginx, over FastCGI (a unix socket) and over SCGI (TCP).
+// aeolus-api behind nginx, over FastCGI (a unix socket) and over SCGI (TCP,
+// or a unix socket with --scgi-unix 1).
 //
 // For each protocol it measures
 //   - requests per second of POST /chat/message through nginx, from a load
@@ -13,7 +14,7 @@
 //     at a time: p50, p90, p99, max; and the POST's own round trip.
 //
 //   node bench/api-nginx.mjs [--mode fcgi|scgi|both] [--load node|ab] [--seconds 10] [--concurrency 32]
-//        [--fcgi-threads 8] [--nginx-workers 1] [--samples 2000] [--rate 200]
+//        [--fcgi-threads 8] [--scgi-unix 0|1] [--nginx-workers 1] [--samples 2000] [--rate 200]
 //
 // Run from the top of a built tree (src/aeolusd, src/aeolus-api; AEOLUSD and
 // AEOLUS_API name others) with the test dependencies installed (npm ci in
@@ -34,13 +35,13 @@ import { API_BIN, Proc, skipReason, writeConfig, startNginx, call } from '../tes
 const API_SECRET = 'bench-server-secret-0123456789';
 
 function options() {
-  const o = { mode: 'both', load: 'node', seconds: 10, concurrency: 32, 'fcgi-threads': 8, 'nginx-workers': 1, samples: 2000, rate: 200 };
+  const o = { mode: 'both', load: 'node', 'scgi-unix': 0, seconds: 10, concurrency: 32, 'fcgi-threads': 8, 'nginx-workers': 1, samples: 2000, rate: 200 };
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i].replace(/^--/, '');
     if (!(k in o) || i + 1 >= argv.length) {
       console.error(`usage: node bench/api-nginx.mjs [--mode fcgi|scgi|both] [--load node|ab] [--seconds S]
-       [--concurrency N] [--fcgi-threads N] [--nginx-workers N] [--samples N] [--rate N]`);
+       [--concurrency N] [--fcgi-threads N] [--scgi-unix 0|1] [--nginx-workers N] [--samples N] [--rate N]`);
       process.exit(2);
     }
     o[k] = k === 'mode' || k === 'load' ? argv[++i] : Number(argv[++i]);
@@ -161,7 +162,8 @@ async function main() {
     for (const mode of modes) {
       const dir = fs.mkdtempSync(path.join(tmp, `${mode}-`));
       fs.chmodSync(dir, 0o755);
-      const addr = mode === 'fcgi' ? `unix:${path.join(dir, 'api.sock')}` : `127.0.0.1:${await freePort()}`;
+      const unix = mode === 'fcgi' || o['scgi-unix'];
+      const addr = unix ? `unix:${path.join(dir, 'api.sock')}` : `127.0.0.1:${await freePort()}`;
       const api = new Proc('aeolus-api', API_BIN, [
         '--profile', 'aeolus', '--log-level', 'warn', '--set', `server.profile_dir=${PROFILE_DIR}`,
         '--set', `redis.url=${redis.url}`, '--set', `redis.prefix=${prefix}`,
@@ -181,7 +183,8 @@ async function main() {
           if (i > 200) throw new Error(`the API does not answer: ${api.describe()}`);
           await sleep(50);
         }
-        const label = mode === 'fcgi' ? `FastCGI (unix socket, ${o['fcgi-threads']} threads)` : 'SCGI (TCP)';
+        const label = mode === 'fcgi' ? `FastCGI (unix socket, ${o['fcgi-threads']} threads)`
+          : `SCGI (${unix ? 'unix socket' : 'TCP'})`;
         const t = o.load === 'ab' ? throughputAb(ng, o, dir) : await throughput(ng, o);
         console.log(`${label}: ${t.rps.toFixed(0)} requests/s (${t.n} in ${o.seconds} s, ${o.concurrency} in flight from ${o.load}; statuses ${JSON.stringify(t.statuses)})`);
         const l = await latency(ng, o);
