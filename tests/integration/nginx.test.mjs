@@ -222,7 +222,7 @@ for (const mode of ['fcgi', 'scgi']) {
       closePeers();
     });
 
-    t('a token from POST /api/realtime/token through nginx opens a connection through nginx; /api/emit reaches it', {}, async () => {
+    t('a token from POST /api/realtime/token through nginx opens a connection through nginx; /api/emit and /api/disconnect reach it; SIGHUP is survived', {}, async () => {
       const r = await call(ng, 'POST', '/api/realtime/token', { userId: 'cyd', name: 'Cyd', ttl: 60 });
       assert.equal(r.status, 200, JSON.stringify(r.body));
       assert.equal(r.body.expires_in, 60);
@@ -234,6 +234,10 @@ for (const mode of ['fcgi', 'scgi']) {
       const p = await call(ng, 'GET', '/api/presence');
       assert.ok(p.body.users.some((u) => u.userId === 'cyd'), JSON.stringify(p.body));
       const gone = withTimeout(new Promise((resolve) => cyd.socket.once('disconnect', resolve)), T, 'the disconnect');
+      // SIGHUP is only logged: it still serves
+      api.proc.kill('SIGHUP');
+      await sleep(100 * SLOW);
+      assert.ok(api.alive, api.describe());
       const d = await call(ng, 'POST', '/api/disconnect', { userId: 'cyd' });
       assert.equal(d.status, 200);
       assert.equal(await gone, 'io server disconnect');
@@ -468,6 +472,72 @@ for (const mode of ['fcgi', 'scgi']) {
     }
   });
 }
+
+/** One FastCGI request over a fresh connection to addr; resolves the CGI response text. */
+async function fcgiRequest(addr, params, body = '') {
+  const record = (type, content) => {
+    const h = Buffer.from([1, type, 0, 1, content.length >> 8, content.length & 255, 0, 0]);
+    return Buffer.concat([h, content]);
+  };
+  const pairs = Buffer.concat(Object.entries(params).map(([k, v]) => {
+    assert.ok(k.length < 128 && v.length < 128);
+    return Buffer.concat([Buffer.from([k.length, v.length]), Buffer.from(k), Buffer.from(v)]);
+  }));
+  const sock = await rawConnect(addr);
+  let out = Buffer.alloc(0);
+  sock.on('data', (c) => { out = Buffer.concat([out, c]); });
+  const done = closedWithin(sock, 5000 * SLOW, 'the FastCGI answer');
+  sock.write(Buffer.concat([
+    record(1, Buffer.from([0, 1, 0, 0, 0, 0, 0, 0])),         // BEGIN_REQUEST, responder
+    record(4, pairs), record(4, Buffer.alloc(0)),               // PARAMS
+    ...(body ? [record(5, Buffer.from(body))] : []), record(5, Buffer.alloc(0)),   // STDIN
+  ]));
+  await done;
+  let text = '';
+  for (let i = 0; i + 8 <= out.length;) {
+    const type = out[i + 1], len = out.readUInt16BE(i + 4), pad = out[i + 6];
+    if (type === 6) text += out.subarray(i + 8, i + 8 + len).toString();
+    i += 8 + len + pad;
+  }
+  return text;
+}
+
+test('both protocols at once, straight to aeolus-api: SCGI and FastCGI on unix sockets', { skip }, async () => {
+  const dir = fs.mkdtempSync(path.join(tmp, 'both-'));
+  const s = `unix:${path.join(dir, 'scgi.sock')}`, f = `unix:${path.join(dir, 'fcgi.sock')}`;
+  const api = startApi(['--scgi', s, '--fcgi', f]);
+  try {
+    const deadline = Date.now() + 10000 * SLOW;
+    let text = '';
+    for (;;) {
+      text = await fcgiRequest(f, { REQUEST_METHOD: 'GET', REQUEST_URI: '/api/presence', HTTP_AUTHORIZATION: `Bearer ${API_SECRET}` })
+        .catch((e) => e.message);
+      if (/^Status: 200/.test(text) || Date.now() > deadline) break;
+      await sleep(50);
+    }
+    assert.match(text, /^Status: 200 OK\r\nContent-Type: application\/json\r\n/, `${text}\n${api.describe()}`);
+    assert.match(text, /\{"users":\[/);
+    const body = JSON.stringify({ channelId: uniq('both'), senderId: 'b', content: 'fastcgi' });
+    text = await fcgiRequest(f, { REQUEST_METHOD: 'POST', REQUEST_URI: '/chat/message', CONTENT_LENGTH: String(body.length),
+      HTTP_AUTHORIZATION: `Bearer ${API_SECRET}` }, body);
+    assert.match(text, /^Status: 200/, text);
+    text = await fcgiRequest(f, { REQUEST_METHOD: 'GET', REQUEST_URI: '/chat/message' });
+    assert.match(text, /^Status: 405 Method Not Allowed\r\n/, text);
+    assert.match(text, /\r\nAllow: POST\r\n/, text);
+    const sock = await rawConnect(s);
+    let out = '';
+    sock.on('data', (c) => { out += c; });
+    const done = closedWithin(sock, 5000 * SLOW, 'the SCGI answer');
+    const block = ['CONTENT_LENGTH', '0', 'SCGI', '1', 'REQUEST_METHOD', 'GET', 'REQUEST_URI', '/api/presence',
+      'HTTP_AUTHORIZATION', `Bearer ${API_SECRET}`].map((x) => `${x}\0`).join('');
+    sock.write(`${block.length}:${block},`);
+    await done;
+    assert.match(out, /^Status: 200 OK\r\n/, out);
+  } finally {
+    await api.stop();
+  }
+  assert.ok(!fs.existsSync(s.slice(5)) && !fs.existsSync(f.slice(5)), 'both sockets are removed');
+});
 
 test('aeolus-api refuses to start without redis.url or api.secret, and with nothing to serve', { skip }, async () => {
   const run = (args, env) => new Promise((resolve) => {
