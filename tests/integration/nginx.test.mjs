@@ -250,6 +250,11 @@ for (const mode of ['fcgi', 'scgi']) {
       assertError(await call(ng, 'GET', '/api/history?limit=0&channelId=c'), 400, 'bad_request', 'limit');
       assertError(await call(ng, 'POST', '/api/emit', { event: 'x' }, { secret: null }), 401, 'unauthorized');
       assertError(await call(ng, 'POST', '/api/emit', { event: 'x' }, { secret: 'wrong' }), 401, 'unauthorized');
+      // a Basic user name that nginx checked against nothing (fastcgi_params'
+      // REMOTE_USER is $remote_user) gets no token
+      const basic = { authorization: `Basic ${Buffer.from('eve:anything').toString('base64')}` };
+      assertError(await call(ng, 'POST', '/api/realtime/token', { userId: 'eve' }, { secret: null, headers: basic }), 401, 'unauthorized');
+      assertError(await call(ng, 'POST', '/api/realtime/token', {}, { secret: null, headers: basic }), 401, 'unauthorized');
       assertError(await call(ng, 'POST', '/api/emit', { event: 'message:received' }), 403, 'forbidden', 'event');
       assertError(await call(ng, 'POST', '/api/nope', {}), 404, 'not_found');
       assertError(await call(ng, 'GET', '/chat/nope'), 404, 'not_found');
