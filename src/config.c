@@ -83,6 +83,7 @@ static const struct key keys[] = {
 	{ "limits.event_rate", K_INT, F(limits_event_rate), 0, 1000000, 0 },
 	{ "limits.event_burst", K_INT, F(limits_event_burst), 1, 1000000, 0 },
 	{ "events.broadcast_allow", K_STR, F(events_broadcast_allow), 0, 0, 0 },
+	{ "events.redis_channel", K_STR, F(events_redis_channel), 0, 0, 0 },
 	{ "api.enable", K_BOOL, F(api_enable), 0, 0, 0 },
 	{ "api.secret", K_STR, F(api_secret), 0, 0, 1 },
 	{ "api.max_body", K_SIZE, F(api_max_body), 1024, 16 << 20, 0 },
@@ -109,6 +110,7 @@ static const struct { const char *env, *key; } env_keys[] = {
 	{ "REALTIME_JWT_ISSUER", "auth.jwt_issuer" },
 	{ "REALTIME_JWT_TTL_SECONDS", "api.token_ttl" },
 	{ "SERVER_SECRET", "api.secret" },
+	{ "REDIS_EVENTS_CHANNEL", "events.redis_channel" },
 };
 
 static const struct key *find_key(const char *name)
@@ -319,6 +321,7 @@ void config_defaults(struct config *c)
 		{ "limits.event_rate", "50" },
 		{ "limits.event_burst", "100" },
 		{ "events.broadcast_allow", "" },
+		{ "events.redis_channel", "realtime:events" },
 		{ "api.enable", "no" },
 		{ "api.secret", "" },
 		{ "api.max_body", "64k" },

@@ -67,6 +67,7 @@ struct config {
 	int limits_event_burst;
 	/* [events] */
 	char *events_broadcast_allow;
+	char *events_redis_channel;  /* where the backend publishes events (bus routes) */
 	/* [api] */
 	int api_enable;              /* aeolusd serves the HTTP API itself */
 	char *api_secret;            /* the backend's Bearer secret (SERVER_SECRET) */
