@@ -15,6 +15,20 @@
 
 static char what_buf[MAX_EXPR + 1];
 
+/* A path segment that indexes an array: digits only. */
+static int array_index(const char *key, size_t n, size_t *i)
+{
+	*i = 0;
+	if (n == 0 || n > 9)
+		return -1;
+	for (size_t k = 0; k < n; k++) {
+		if (!isdigit((unsigned char)key[k]))
+			return -1;
+		*i = *i * 10 + (size_t)(key[k] - '0');
+	}
+	return 0;
+}
+
 json_object *tmpl_lookup(json_object *ctx, const char *path, size_t len)
 {
 	json_object *cur = ctx;
@@ -25,12 +39,20 @@ json_object *tmpl_lookup(json_object *ctx, const char *path, size_t len)
 		const char *seg_end = dot ? dot : end;
 		char key[MAX_EXPR + 1];
 		size_t n = (size_t)(seg_end - path);
-		if (n == 0 || n > MAX_EXPR || !json_object_is_type(cur, json_type_object))
+		if (n == 0 || n > MAX_EXPR)
 			return NULL;
 		memcpy(key, path, n);
 		key[n] = '\0';
-		if (!json_object_object_get_ex(cur, key, &cur))
+		if (json_object_is_type(cur, json_type_array)) {
+			/* A number indexes an array: match.0 */
+			size_t i;
+			if (array_index(key, n, &i) < 0 || i >= json_object_array_length(cur))
+				return NULL;
+			cur = json_object_array_get_idx(cur, i);
+		} else if (!json_object_is_type(cur, json_type_object) ||
+		           !json_object_object_get_ex(cur, key, &cur)) {
 			return NULL;
+		}
 		path = dot ? dot + 1 : end;
 	}
 	return cur;
@@ -166,8 +188,12 @@ static enum tmpl_err operand(const char *s, size_t n, json_object *ctx, json_obj
 			return TMPL_SYNTAX;
 		memcpy(key, k, kl);
 		key[kl] = '\0';
-		*defined = parent && json_object_is_type(parent, json_type_object) &&
-		           json_object_object_get_ex(parent, key, NULL);
+		size_t i;
+		*defined = parent && ((json_object_is_type(parent, json_type_object) &&
+		                       json_object_object_get_ex(parent, key, NULL)) ||
+		                      (json_object_is_type(parent, json_type_array) &&
+		                       array_index(key, kl, &i) == 0 &&
+		                       i < json_object_array_length(parent)));
 		return TMPL_OK;
 	}
 	*out = json_object_get(v);

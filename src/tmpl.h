@@ -11,7 +11,8 @@
  * wins, optionally preceded by a conversion:
  *
  *   [conv:]operand[|operand...]
- *   operand: a path into the context (req.channelId, user.id, message), a
+ *   operand: a path into the context (req.channelId, user.id, message; a
+ *            number indexes an array: match.0), a
  *            quoted literal ('text'), a number, true, false, null, or one of
  *            the generators: uuid (random UUID v4), now.ms, now.s, now.iso
  *            (2026-01-06T12:00:00.000Z), now.iso_naive (2026-01-06T12:00:00.000000)
@@ -44,7 +45,8 @@ char *tmpl_string(json_object *tmpl, json_object *ctx);
  * description in err. */
 int tmpl_check(json_object *tmpl, char *err, size_t errlen);
 
-/* Looks up a dotted path ("req.channelId") in ctx; NULL when missing. Borrowed. */
+/* Looks up a dotted path ("req.channelId", "match.0": a number indexes an
+ * array) in ctx; NULL when missing. Borrowed. */
 json_object *tmpl_lookup(json_object *ctx, const char *path, size_t len);
 
 /* Truthiness of a context value: defined, not null, not false, not 0, not "". */
