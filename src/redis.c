@@ -305,16 +305,32 @@ static void on_message(redisAsyncContext *ac, void *reply, void *privdata)
 		r->on_message(reply, r->on_message_ud);
 }
 
-int redis_subscribe(struct redis *r, redis_reply_cb cb, void *ud, int argc,
-                    const char **argv)
+static int subscribe(struct redis *r, const char *cmd, redis_reply_cb cb, void *ud, int argc,
+                     const char **argv)
 {
-	const char *v[16];
-	if (!r->connected || argc < 1 || argc > 15)
+	if (!r->connected || argc < 1 || argc > REDIS_MAX_SUBSCRIBE)
+		return -1;
+	const char **v = malloc((size_t)(argc + 1) * sizeof *v);
+	if (!v)
 		return -1;
 	r->on_message = cb;
 	r->on_message_ud = ud;
-	v[0] = "SUBSCRIBE";
+	v[0] = cmd;
 	for (int i = 0; i < argc; i++)
 		v[i + 1] = argv[i];
-	return redisAsyncCommandArgv(r->ac, on_message, NULL, argc + 1, v, NULL) == REDIS_OK ? 0 : -1;
+	int rc = redisAsyncCommandArgv(r->ac, on_message, NULL, argc + 1, v, NULL) == REDIS_OK ? 0 : -1;
+	free(v);
+	return rc;
+}
+
+int redis_subscribe(struct redis *r, redis_reply_cb cb, void *ud, int argc,
+                    const char **argv)
+{
+	return subscribe(r, "SUBSCRIBE", cb, ud, argc, argv);
+}
+
+int redis_psubscribe(struct redis *r, redis_reply_cb cb, void *ud, int argc,
+                     const char **argv)
+{
+	return subscribe(r, "PSUBSCRIBE", cb, ud, argc, argv);
 }

@@ -48,8 +48,15 @@ int redis_command_argv(struct redis *r, redis_reply_cb cb, void *ud, int argc,
  * the subscription -- the confirmations and each message, an array
  * ["message", channel, payload] -- for as long as the connection lives;
  * subscribe again from the state callback after a reconnect. Returns 0, or
- * -1 when not connected. */
+ * -1 when not connected or argc is not 1 to REDIS_MAX_SUBSCRIBE. */
+#define REDIS_MAX_SUBSCRIBE 1024
 int redis_subscribe(struct redis *r, redis_reply_cb cb, void *ud, int argc,
                     const char **argv);
+/* The same with glob patterns (PSUBSCRIBE): a message comes as
+ * ["pmessage", pattern, channel, payload], a confirmation as
+ * ["psubscribe", pattern, count]. One connection may do both; cb (the same
+ * for both) is the last one given. */
+int redis_psubscribe(struct redis *r, redis_reply_cb cb, void *ud, int argc,
+                     const char **argv);
 
 #endif
