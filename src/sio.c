@@ -249,9 +249,9 @@ static size_t broadcast_local(struct sio_nsp *nsp, const char *const *rooms, siz
 	return n;
 }
 
-size_t sio_broadcast(struct sio_nsp *nsp, const char *const *rooms, size_t nrooms,
-                     const char *const *except_rooms, size_t nexcept,
-                     const struct sio_socket *skip, const struct sio_out *o)
+static size_t broadcast(struct sio_nsp *nsp, const char *const *rooms, size_t nrooms,
+                        const char *const *except_rooms, size_t nexcept,
+                        const struct sio_socket *skip, const struct sio_out *o, int cluster)
 {
 	char off[REC_OFF_LEN];
 	struct sio_out *stamped = rec_stamp(nsp, o, rooms, nrooms, except_rooms, nexcept,
@@ -260,7 +260,7 @@ size_t sio_broadcast(struct sio_nsp *nsp, const char *const *rooms, size_t nroom
 		o = stamped;
 	/* The other instances get the same bytes in one publish and deliver
 	 * to their own sockets (on_cluster_broadcast). */
-	if (cluster_enabled()) {
+	if (cluster && cluster_enabled()) {
 		struct cluster_bcast b = {
 			.path = nsp->srv->path, .nsp = nsp->name,
 			.rooms = rooms, .nrooms = nrooms, .except = except_rooms, .nexcept = nexcept,
@@ -271,6 +271,20 @@ size_t sio_broadcast(struct sio_nsp *nsp, const char *const *rooms, size_t nroom
 	size_t n = broadcast_local(nsp, rooms, nrooms, except_rooms, nexcept, skip, o, off);
 	sio_out_free(stamped);
 	return n;
+}
+
+size_t sio_broadcast(struct sio_nsp *nsp, const char *const *rooms, size_t nrooms,
+                     const char *const *except_rooms, size_t nexcept,
+                     const struct sio_socket *skip, const struct sio_out *o)
+{
+	return broadcast(nsp, rooms, nrooms, except_rooms, nexcept, skip, o, 1);
+}
+
+size_t sio_broadcast_local(struct sio_nsp *nsp, const char *const *rooms, size_t nrooms,
+                           const char *const *except_rooms, size_t nexcept,
+                           const struct sio_out *o)
+{
+	return broadcast(nsp, rooms, nrooms, except_rooms, nexcept, NULL, o, 0);
 }
 
 static size_t disconnect_local(struct sio_nsp *nsp, const char *const *rooms, size_t nrooms,

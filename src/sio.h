@@ -111,6 +111,14 @@ size_t sio_broadcast(struct sio_nsp *nsp, const char *const *rooms, size_t nroom
                      const char *const *except_rooms, size_t nexcept,
                      const struct sio_socket *skip, const struct sio_out *o);
 
+/* The same on this instance's sockets only, for a message that every
+ * instance receives by itself (a profile's bus routes): nothing is
+ * published for the others. With connection state recovery the packet
+ * gets an offset of this instance and is logged, as any broadcast. */
+size_t sio_broadcast_local(struct sio_nsp *nsp, const char *const *rooms, size_t nrooms,
+                           const char *const *except_rooms, size_t nexcept,
+                           const struct sio_out *o);
+
 int sio_join(struct sio_socket *s, const char *room);
 void sio_leave(struct sio_socket *s, const char *room);
 int sio_in_room(const struct sio_socket *s, const char *room);
