@@ -397,7 +397,10 @@ int main(int argc, char **argv)
 	}
 	if (check) {
 		config_dump(&cfg, stdout);
-		if (profile)
+		if (profile && profile->nroutes)
+			printf("\n# profile %s from %s: %zu client events, %zu bus routes\n", profile->name,
+			       profile->file, profile->nevents, profile->nroutes);
+		else if (profile)
 			printf("\n# profile %s from %s: %zu client events\n", profile->name, profile->file,
 			       profile->nevents);
 		return 0;

@@ -63,6 +63,97 @@ static int fail(struct parser *ps, const char *key, const char *fmt, const char 
 	return -1;
 }
 
+/* --- where in the text: the elements of the "bus" array ---
+ *
+ * Route members repeat from one route to the next, so an error in a route
+ * is located within that route's text: the span of the i-th element of the
+ * top-level array member "bus", found by a small scan of the JSON text
+ * (strings and nesting only; the text has already parsed). */
+
+struct span {
+	size_t start, end;           /* [start, end) in ps->text; end 0: unknown */
+};
+
+static size_t skip_ws(const struct parser *ps, size_t i)
+{
+	while (i < ps->len && (ps->text[i] == ' ' || ps->text[i] == '\t' || ps->text[i] == '\n' ||
+	                       ps->text[i] == '\r'))
+		i++;
+	return i;
+}
+
+static void element_span(const struct parser *ps, const char *key, size_t idx, struct span *sp)
+{
+	char pat[64];
+	int pl = snprintf(pat, sizeof pat, "\"%s\"", key);
+	const char *from = ps->text, *end = ps->text + ps->len, *hit;
+	size_t i;
+	sp->start = sp->end = 0;
+	for (;;) {                   /* the key, followed by ':' and '[' */
+		hit = memmem(from, (size_t)(end - from), pat, (size_t)pl);
+		if (!hit)
+			return;
+		i = skip_ws(ps, (size_t)(hit - ps->text) + (size_t)pl);
+		if (i < ps->len && ps->text[i] == ':') {
+			i = skip_ws(ps, i + 1);
+			if (i < ps->len && ps->text[i] == '[')
+				break;
+		}
+		from = hit + pl;
+	}
+	i++;
+	for (size_t n = 0;; n++) {
+		i = skip_ws(ps, i);
+		size_t start = i;
+		int depth = 0;
+		for (; i < ps->len; i++) {
+			char c = ps->text[i];
+			if (c == '"') {
+				for (i++; i < ps->len && ps->text[i] != '"'; i++)
+					if (ps->text[i] == '\\')
+						i++;
+			} else if (c == '{' || c == '[') {
+				depth++;
+			} else if ((c == '}' || c == ']') && depth > 0) {
+				depth--;
+			} else if ((c == ',' || c == ']') && depth == 0) {
+				break;
+			}
+		}
+		if (i >= ps->len)
+			return;
+		if (n == idx) {
+			sp->start = start;
+			sp->end = i;
+			return;
+		}
+		if (ps->text[i] == ']')
+			return;
+		i++;
+	}
+}
+
+/* As fail(), the line being that of key's first occurrence in sp (or of
+ * sp's start). */
+static int fail_in(struct parser *ps, const struct span *sp, const char *key, const char *fmt,
+                   const char *a, const char *b)
+{
+	char msg[400], pat[300];
+	int line = 1;
+	if (!sp->end)
+		return fail(ps, key, fmt, a, b);
+	snprintf(msg, sizeof msg, fmt, a ? a : "", b ? b : "");
+	int pl = key ? snprintf(pat, sizeof pat, "\"%s\"", key) : 0;
+	const char *at = pl > 0 && (size_t)pl < sizeof pat
+	                 ? memmem(ps->text + sp->start, sp->end - sp->start, pat, (size_t)pl) : NULL;
+	if (!at)
+		at = ps->text + sp->start;
+	for (const char *c = ps->text; c < at; c++)
+		line += *c == '\n';
+	snprintf(ps->err, ps->errlen, "%s:%d: %s", ps->file, line, msg);
+	return -1;
+}
+
 static int check_keys(struct parser *ps, json_object *o, const char *where,
                       const char *const *allowed)
 {
@@ -340,6 +431,274 @@ static int parse_hook(struct parser *ps, json_object *on, const char *name,
 	return parse_event(ps, full, o, *out);
 }
 
+/* --- bus routes --- */
+
+#define MAX_ROUTES 1000
+#define MAX_TESTS 64                 /* tests in one condition */
+#define MAX_DEPTH 4                  /* "first" within "first" */
+#define MAX_PATH 256
+
+static int valid_path(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > MAX_PATH || s[0] == '.' || s[n - 1] == '.' || strstr(s, ".."))
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+		      *s == '_' || *s == '-' || *s == '$' || *s == '.'))
+			return 0;
+	return 1;
+}
+
+static int check_keys_in(struct parser *ps, const struct span *sp, json_object *o,
+                         const char *where, const char *const *allowed)
+{
+	json_object_object_foreach(o, key, val) {
+		(void)val;
+		int ok = 0;
+		for (int i = 0; allowed[i]; i++)
+			ok |= strcmp(key, allowed[i]) == 0;
+		if (!ok)
+			return fail_in(ps, sp, key, "%s: unknown member \"%s\"", where, key);
+	}
+	return 0;
+}
+
+static int templ_in(struct parser *ps, const struct span *sp, json_object *t, const char *key,
+                    const char *where)
+{
+	char msg[256];
+	if (t && tmpl_check(t, msg, sizeof msg) < 0)
+		return fail_in(ps, sp, key, "%s: %s", where, msg);
+	return 0;
+}
+
+/* A test of path; with compare, the value must be (or, negated, must not
+ * be) one of values: an array, or one value (JSON null: missing or null). */
+static int add_test(struct parser *ps, const struct span *sp, struct bus_cond *c, const char *path,
+                    int compare, json_object *values, const char *where)
+{
+	if (c->n == MAX_TESTS)
+		return fail_in(ps, sp, "when", "%s: \"when\" has too many tests", where, NULL);
+	int neg = path[0] == '!';
+	if (!valid_path(path + neg))
+		return fail_in(ps, sp, "when", "%s: \"when\": \"%s\" is not a context path", where, path);
+	struct bus_test *t = &c->v[c->n++];
+	t->negate = neg;
+	t->path = strdup(path + neg);
+	if (compare && json_object_is_type(values, json_type_array)) {
+		t->values = json_object_get(values);
+	} else if (compare) {
+		t->values = json_object_new_array();
+		json_object_array_add(t->values, json_object_get(values));
+	}
+	return t->path ? 0 : -1;
+}
+
+/* One element of "when": "path", "!path", or {"path": value or [values]}. */
+static int parse_test(struct parser *ps, const struct span *sp, json_object *v, struct bus_cond *c,
+                      const char *where)
+{
+	if (json_object_is_type(v, json_type_string))
+		return add_test(ps, sp, c, json_object_get_string(v), 0, NULL, where);
+	if (!json_object_is_type(v, json_type_object))
+		return fail_in(ps, sp, "when", "%s: \"when\" must be a path, an object of values, "
+		               "or an array of those", where, NULL);
+	json_object_object_foreach(v, path, values)
+		if (add_test(ps, sp, c, path, 1, values, where) < 0)
+			return -1;
+	return 0;
+}
+
+static int parse_cond(struct parser *ps, const struct span *sp, json_object *o, struct bus_cond *c,
+                      const char *where)
+{
+	json_object *w;
+	memset(c, 0, sizeof *c);
+	if (!json_object_object_get_ex(o, "when", &w))
+		return 0;
+	c->v = calloc(MAX_TESTS, sizeof *c->v);
+	if (!c->v)
+		return -1;
+	if (!json_object_is_type(w, json_type_array))
+		return parse_test(ps, sp, w, c, where);
+	for (size_t i = 0; i < json_object_array_length(w); i++)
+		if (parse_test(ps, sp, json_object_array_get_idx(w, i), c, where) < 0)
+			return -1;
+	return 0;
+}
+
+static void free_cond(struct bus_cond *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		free(c->v[i].path);
+		json_object_put(c->v[i].values);
+	}
+	free(c->v);
+}
+
+static void free_targets(struct bus_target *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(t[i].each);
+		free_cond(&t[i].when);
+		free_targets(t[i].first, t[i].nfirst);
+	}
+	free(t);
+}
+
+static int parse_targets(struct parser *ps, const struct span *sp, json_object *a, const char *key,
+                         struct bus_target **out, size_t *n, const char *where, int depth,
+                         int except);
+
+static int parse_target(struct parser *ps, const struct span *sp, json_object *o,
+                        struct bus_target *t, const char *where, int depth, int except)
+{
+	static const char *const keys[] = { "room", "user", "role", "all", "first", "each", "when",
+	                                    "comment", NULL };
+	static const char *const kinds[] = { [BUS_ROOM] = "room", [BUS_USER] = "user",
+	                                     [BUS_ROLE] = "role", [BUS_ALL] = "all",
+	                                     [BUS_FIRST] = "first" };
+	json_object *v;
+	int found = 0;
+
+	if (!json_object_is_type(o, json_type_object))
+		return fail_in(ps, sp, NULL, "%s: a target must be an object", where, NULL);
+	if (check_keys_in(ps, sp, o, where, keys) < 0 || parse_cond(ps, sp, o, &t->when, where) < 0)
+		return -1;
+	for (int k = BUS_ROOM; k <= BUS_FIRST; k++)
+		if (json_object_object_get_ex(o, kinds[k], &v)) {
+			t->kind = (enum bus_kind)k;
+			found++;
+		}
+	if (found != 1)
+		return fail_in(ps, sp, NULL, "%s: a target needs one of room, user, role, all or first",
+		               where, NULL);
+	json_object_object_get_ex(o, kinds[t->kind], &v);
+	switch (t->kind) {
+	case BUS_ROOM:
+	case BUS_USER:
+	case BUS_ROLE:
+		t->name = v;
+		if (templ_in(ps, sp, v, kinds[t->kind], where) < 0)
+			return -1;
+		break;
+	case BUS_ALL:
+		if (!json_object_is_type(v, json_type_boolean) || !json_object_get_boolean(v))
+			return fail_in(ps, sp, "all", "%s: \"all\" must be true", where, NULL);
+		if (except)
+			return fail_in(ps, sp, "all", "%s: \"except\" cannot leave out everyone", where, NULL);
+		break;
+	case BUS_FIRST:
+		if (depth >= MAX_DEPTH)
+			return fail_in(ps, sp, "first", "%s: \"first\" nested too deep", where, NULL);
+		if (parse_targets(ps, sp, v, "first", &t->first, &t->nfirst, where, depth + 1, except) < 0)
+			return -1;
+		break;
+	}
+	if (json_object_object_get_ex(o, "each", &v)) {
+		if (t->kind == BUS_ALL || t->kind == BUS_FIRST)
+			return fail_in(ps, sp, "each", "%s: \"each\" goes with room, user or role", where, NULL);
+		if (!json_object_is_type(v, json_type_string) || !valid_path(json_object_get_string(v)))
+			return fail_in(ps, sp, "each", "%s: \"each\" must be a context path", where, NULL);
+		t->each = strdup(json_object_get_string(v));
+	}
+	return 0;
+}
+
+static int parse_targets(struct parser *ps, const struct span *sp, json_object *a, const char *key,
+                         struct bus_target **out, size_t *n, const char *where, int depth,
+                         int except)
+{
+	*out = NULL;
+	*n = 0;
+	if (!json_object_is_type(a, json_type_array) || json_object_array_length(a) == 0)
+		return fail_in(ps, sp, key, "%s: \"%s\" must be a non-empty array of targets", where, key);
+	size_t len = json_object_array_length(a);
+	*out = calloc(len, sizeof **out);
+	if (!*out)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		(*n)++;                  /* counted first: a half-parsed target is freed too */
+		if (parse_target(ps, sp, json_object_array_get_idx(a, i), &(*out)[i], where, depth,
+		                 except) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int parse_route(struct parser *ps, json_object *o, size_t idx, struct bus_route *r)
+{
+	static const char *const keys[] = { "channel", "when", "event", "data", "defaults", "to",
+	                                    "except", "comment", NULL };
+	char where[64];
+	struct span sp;
+	json_object *v;
+
+	snprintf(where, sizeof where, "bus route %zu", idx + 1);
+	element_span(ps, "bus", idx, &sp);
+	if (!json_object_is_type(o, json_type_object))
+		return fail_in(ps, &sp, NULL, "%s must be an object", where, NULL);
+	if (check_keys_in(ps, &sp, o, where, keys) < 0)
+		return -1;
+	if (!json_object_object_get_ex(o, "channel", &r->channel) ||
+	    !json_object_is_type(r->channel, json_type_string) ||
+	    json_object_get_string_len(r->channel) == 0)
+		return fail_in(ps, &sp, "channel", "%s: \"channel\" (a channel name or pattern) is required",
+		               where, NULL);
+	if (!json_object_object_get_ex(o, "event", &r->event) ||
+	    !json_object_is_type(r->event, json_type_string))
+		return fail_in(ps, &sp, "event", "%s: \"event\" (a string) is required", where, NULL);
+	json_object_object_get_ex(o, "data", &r->data);
+	if (json_object_object_get_ex(o, "defaults", &r->defaults) &&
+	    !json_object_is_type(r->defaults, json_type_object))
+		return fail_in(ps, &sp, "defaults", "%s: \"defaults\" must be an object", where, NULL);
+	if (templ_in(ps, &sp, r->channel, "channel", where) < 0 ||
+	    templ_in(ps, &sp, r->event, "event", where) < 0 ||
+	    templ_in(ps, &sp, r->data, "data", where) < 0 ||
+	    templ_in(ps, &sp, r->defaults, "defaults", where) < 0 ||
+	    parse_cond(ps, &sp, o, &r->when, where) < 0)
+		return -1;
+	if (!json_object_object_get_ex(o, "to", &v))
+		return fail_in(ps, &sp, NULL, "%s: \"to\" (an array of targets) is required", where, NULL);
+	if (parse_targets(ps, &sp, v, "to", &r->to, &r->nto, where, 0, 0) < 0)
+		return -1;
+	if (json_object_object_get_ex(o, "except", &v) &&
+	    parse_targets(ps, &sp, v, "except", &r->except, &r->nexcept, where, 0, 1) < 0)
+		return -1;
+	return 0;
+}
+
+static int parse_routes(struct parser *ps, json_object *a)
+{
+	struct profile *p = ps->p;
+	if (!a)
+		return 0;
+	size_t len = json_object_array_length(a);
+	if (len > MAX_ROUTES)
+		return fail(ps, "bus", "bus: more than 1000 routes", NULL, NULL);
+	p->routes = calloc(len ? len : 1, sizeof *p->routes);
+	if (!p->routes)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		p->nroutes++;            /* counted first: a half-parsed route is freed too */
+		if (parse_route(ps, json_object_array_get_idx(a, i), i, &p->routes[i]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void free_routes(struct profile *p)
+{
+	for (size_t i = 0; i < p->nroutes; i++) {
+		struct bus_route *r = &p->routes[i];
+		free_cond(&r->when);
+		free_targets(r->to, r->nto);
+		free_targets(r->except, r->nexcept);
+	}
+	free(p->routes);
+}
+
 static int parse_root(struct parser *ps, json_object *root)
 {
 	static const char *const keys[] = { "name", "description", "path", "auth", "rooms", "ack",
@@ -420,7 +779,7 @@ static int parse_root(struct parser *ps, json_object *root)
 			return fail(ps, "on_disconnect", "event \"%s\": on_disconnect names no event "
 			            "(\"%s\")", p->events[i].name, d);
 	}
-	if (get_type(ps, root, "bus", json_type_array, &p->bus, "profile") < 0)
+	if (get_type(ps, root, "bus", json_type_array, &o, "profile") < 0 || parse_routes(ps, o) < 0)
 		return -1;
 	return 0;
 }
@@ -528,6 +887,7 @@ void profile_free(struct profile *p)
 	free_hook(p->on_disconnect);
 	free_hook(p->on_online);
 	free_hook(p->on_offline);
+	free_routes(p);
 	json_object_put(p->root);
 	free(p);
 }

@@ -57,6 +57,49 @@ struct event_spec {
 	size_t nexpired;
 };
 
+/* Bus routes: messages the backend publishes on Redis, in its own shape,
+ * become emits (aeolus-profile(5), BUS ROUTES; run by bus_routes.c). */
+
+/* A condition: every test holds. A test reads a context path: truthy (or,
+ * negated, falsy), or equal to one of values (or, negated, to none);
+ * null among values also stands for a missing value. */
+struct bus_test {
+	char *path;
+	int negate;
+	json_object *values;         /* array (a reference), or NULL: truthiness */
+};
+
+struct bus_cond {
+	struct bus_test *v;
+	size_t n;                    /* 0: always */
+};
+
+enum bus_kind { BUS_ROOM, BUS_USER, BUS_ROLE, BUS_ALL, BUS_FIRST };
+
+/* Where a route's emit goes: rooms by name, users' personal rooms, the
+ * role rooms of roles, every socket, or the first alternative whose
+ * condition holds. */
+struct bus_target {
+	enum bus_kind kind;
+	json_object *name;           /* ROOM, USER, ROLE: template of a name or an array of names */
+	char *each;                  /* path of an array: name is evaluated per element (item); or NULL */
+	struct bus_cond when;
+	struct bus_target *first;    /* BUS_FIRST: the alternatives */
+	size_t nfirst;
+};
+
+struct bus_route {
+	json_object *channel;        /* template over the configuration: a channel or a glob pattern */
+	struct bus_cond when;        /* on the message as published */
+	json_object *event;          /* template: the event name */
+	json_object *data;           /* template of the argument, or NULL: none */
+	json_object *defaults;       /* object template merged under the message, or NULL */
+	struct bus_target *to;
+	size_t nto;
+	struct bus_target *except;   /* rooms left out */
+	size_t nexcept;
+};
+
 struct profile {
 	char *name;
 	char *file;
@@ -83,7 +126,8 @@ struct profile {
 	 * client: their names are the vocabulary's all the same. */
 	struct event_spec *api_events;
 	size_t napi_events;
-	json_object *bus;            /* bus routes (kept as given, see aeolus-profile(5)) */
+	struct bus_route *routes;    /* in file order */
+	size_t nroutes;
 	json_object *root;           /* the parsed file: owns the templates above */
 };
 
