@@ -9,6 +9,14 @@ static const char *const reserved_events[] = {
 	"newListener", "removeListener", NULL,
 };
 
+int sio_reserved_event(const char *name)
+{
+	for (int i = 0; reserved_events[i]; i++)
+		if (strcmp(name, reserved_events[i]) == 0)
+			return 1;
+	return 0;
+}
+
 /* --- a strict RFC 8259 check ---
  * json-c's strict mode still takes NaN, Infinity, single quotes, "1." and
  * "-01", and does not check UTF-8; what we accept we send on to other
@@ -278,10 +286,7 @@ static int valid_shape(const struct sio_packet *p)
 		json_object *name = json_object_array_get_idx(d, 0);
 		if (!json_object_is_type(name, json_type_string))
 			return 0;
-		for (int i = 0; reserved_events[i]; i++)
-			if (strcmp(json_object_get_string(name), reserved_events[i]) == 0)
-				return 0;
-		return 1;
+		return !sio_reserved_event(json_object_get_string(name));
 	}
 	case SIO_ACK:
 	case SIO_BINARY_ACK:

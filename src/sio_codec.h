@@ -45,6 +45,10 @@ struct sio_packet {
 int sio_packet_decode(const char *s, size_t n, struct sio_packet *p, const char **err);
 void sio_packet_clear(struct sio_packet *p);
 
+/* Is name one of the event names Socket.IO keeps for itself (connect,
+ * connect_error, disconnect, disconnecting, newListener, removeListener)? */
+int sio_reserved_event(const char *name);
+
 /* The name of an EVENT or BINARY_EVENT packet as written in it: *name
  * points into s, at the characters between the quotes (JSON escapes left
  * as they are), *len of them. Reads only as far as the name; checks nothing
