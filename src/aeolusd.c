@@ -26,6 +26,7 @@
 
 #include "api.h"
 #include "api_http.h"
+#include "bus_routes.h"
 #include "cluster.h"
 #include "config.h"
 #include "app.h"
@@ -49,6 +50,7 @@ static struct event_base *base;
 static struct redis *redis;
 static struct store *store;
 static struct api *api;              /* api.enable = yes */
+static struct bus_routes *bus;       /* the profile's bus routes */
 static char demo_dir[4096];
 static struct event *shutdown_timer;
 static unsigned long long shutdown_deadline;
@@ -130,7 +132,7 @@ static int app_setup(void)
 	if (store)
 		store = stats_watch_store(store, redis);
 	struct app *app = store ? app_start(base, &cfg, profile, store, redis, err, sizeof err) : NULL;
-	if (!app) {
+	if (!app || !(bus = bus_routes_start(base, &cfg, app, err, sizeof err))) {
 		log_err("%s", err);
 		return -1;
 	}
@@ -280,6 +282,7 @@ static int run_worker(int fd)
 	if (store)
 		store_free(store);
 	api_free(api);
+	bus_routes_free(bus);
 	redis_free(redis);
 	event_base_free(base);
 	return 0;
@@ -395,6 +398,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "aeolusd: %s\n", err);
 		return 1;
 	}
+	struct routes *routes = profile ? routes_new(profile, &cfg, err, sizeof err) : NULL;
+	if (profile && !routes) {
+		fprintf(stderr, "aeolusd: %s\n", err);
+		return 1;
+	}
+	routes_free(routes);
 	if (check) {
 		config_dump(&cfg, stdout);
 		if (profile && profile->nroutes)

@@ -1758,6 +1758,28 @@ size_t app_role_rooms(const struct app *a, const char *role, char **out, size_t 
 	return n;
 }
 
+size_t app_rooms_of_role(const struct app *a, const char *role, char **out, size_t max)
+{
+	size_t n = 0;
+	if (!a->role_rooms || !role)
+		return 0;
+	/* As auto_join: the rooms naming the role; when none does, "else". */
+	for (int pass = 0; pass < 2 && n == 0; pass++) {
+		json_object_object_foreach(a->role_rooms, rname, roles) {
+			for (size_t i = 0; i < json_object_array_length(roles) && n < max; i++) {
+				const char *want = json_object_get_string(json_object_array_get_idx(roles, i));
+				int special = strcmp(want, "*") == 0 || strcmp(want, "else") == 0;
+				if (pass == 0 ? !special && strcasecmp(want, role) == 0
+				              : strcmp(want, "else") == 0) {
+					out[n++] = xstrdup(rname);
+					break;
+				}
+			}
+		}
+	}
+	return n;
+}
+
 int app_reserved_event(struct app *a, const char *name)
 {
 	return vocabulary_event(a, name);

@@ -68,6 +68,10 @@ char *app_user_room(struct app *a, const char *user_id);
 /* The automatic rooms of a role (compared without case; "*" and "else"
  * entries aside), malloc'd into out; returns how many (at most max). */
 size_t app_role_rooms(const struct app *a, const char *role, char **out, size_t max);
+/* The automatic rooms a user of this role joins for it: those naming the
+ * role (without case), or, when none does, those listing "else" ("*"
+ * rooms aside). malloc'd into out; returns how many (at most max). */
+size_t app_rooms_of_role(const struct app *a, const char *role, char **out, size_t max);
 /* Is name reserved: Socket.IO's own, or one the vocabulary sends or
  * receives (the relay action refuses them)? */
 int app_reserved_event(struct app *a, const char *name);
