@@ -407,8 +407,9 @@ int main(int argc, char **argv)
 	if (check) {
 		config_dump(&cfg, stdout);
 		if (profile && profile->nroutes)
-			printf("\n# profile %s from %s: %zu client events, %zu bus routes\n", profile->name,
-			       profile->file, profile->nevents, profile->nroutes);
+			printf("\n# profile %s from %s: %zu client events, %zu bus route%s\n", profile->name,
+			       profile->file, profile->nevents, profile->nroutes,
+			       profile->nroutes == 1 ? "" : "s");
 		else if (profile)
 			printf("\n# profile %s from %s: %zu client events\n", profile->name, profile->file,
 			       profile->nevents);

@@ -527,8 +527,9 @@ static void on_message(redisReply *rep, void *ud)
 		    (size_t)rep->element[2]->integer == b->nsubs && !b->listening) {
 			const char *const *v;
 			b->listening = 1;
-			log_info("bus routes: listening on %zu channels and %zu patterns",
-			         routes_subscriptions(b->r, 0, &v), routes_subscriptions(b->r, 1, &v));
+			size_t nc = routes_subscriptions(b->r, 0, &v), np = routes_subscriptions(b->r, 1, &v);
+			log_info("bus routes: listening on %zu channel%s and %zu pattern%s", nc,
+			         nc == 1 ? "" : "s", np, np == 1 ? "" : "s");
 		}
 		return;
 	}
