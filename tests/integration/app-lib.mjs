@@ -24,13 +24,14 @@ const ENV_KEYS = ['PORT', 'CORS_ORIGIN', 'LOG_LEVEL', 'WS_MAX_CONNECTIONS', 'RED
   'SOCKETIO_REDIS_URL', 'REALTIME_REDIS_URL', 'REDIS_HOST', 'REDIS_PORT', 'AUTH_TOKEN_PREFIX',
   'JWT_SECRET_KEY', 'JWT_ALGORITHM', 'JWT_PUBLIC_KEY_PATH', 'SERVER_SECRET', 'SECRET_KEY',
   'REALTIME_JWT_SECRET', 'REALTIME_JWT_TTL_SECONDS', 'REALTIME_JWT_AUDIENCE',
-  'REALTIME_JWT_ISSUER'];
+  'REALTIME_JWT_ISSUER', 'REDIS_EVENTS_CHANNEL'];
 
 let envLock = Promise.resolve();
 
 /**
- * Start aeolusd with the aeolus profile.
+ * Start aeolusd with the aeolus profile (or another of etc/profiles).
  * @param {object} [o]
+ * @param {string} [o.profile='aeolus']
  * @param {Record<string,string|number>} [o.set]  --set key=value overrides
  * @param {Record<string,string>} [o.env]         environment variables for the daemon
  * @param {boolean} [o.jwt=true]                  configure the HS256 secret SECRET
@@ -65,7 +66,7 @@ export async function stopStoreRedis() {
   }
 }
 
-export function startApp({ set = {}, env = {}, jwt = true } = {}) {
+export function startApp({ set = {}, env = {}, jwt = true, profile = 'aeolus' } = {}) {
   const run = async () => {
     set = { ...(await storeSettings(env, set)), ...set };
     const saved = {};
@@ -74,7 +75,7 @@ export function startApp({ set = {}, env = {}, jwt = true } = {}) {
     Object.assign(process.env, env);
     try {
       return await startDaemon({
-        args: ['--profile', 'aeolus'],
+        args: ['--profile', profile],
         set: { 'server.profile_dir': PROFILE_DIR, ...set },
       });
     } finally {
