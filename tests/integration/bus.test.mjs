@@ -36,13 +36,13 @@ let tR;                   // teloo with socketio.recovery_window, alone
 const test = makeTest(() => [tA, tB, sA, sB, tR]);
 const clients = [];
 
-/** Waits until `n` connections of Redis listen to `channel` (SUBSCRIBE) and
- * to `psub` patterns in all (PSUBSCRIBE). */
-async function subscribed(channel, n, psub) {
+/** Waits until `n` connections of Redis `r` listen to `channel` (SUBSCRIBE)
+ * and to `psub` patterns in all (PSUBSCRIBE). */
+async function subscribed(r, channel, n, psub) {
   const deadline = Date.now() + 5000 * SLOW;
   for (;;) {
-    const [, count] = await redis.command('PUBSUB', 'NUMSUB', channel);
-    const list = await redis.command('CLIENT', 'LIST');
+    const [, count] = await r.command('PUBSUB', 'NUMSUB', channel);
+    const list = await r.command('CLIENT', 'LIST');
     const patterns = [...list.matchAll(/ psub=(\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
     if (count >= n && patterns >= psub) return;
     if (Date.now() > deadline) {
@@ -58,7 +58,8 @@ before(async () => {
   redis = await startRedis();
   const teloo = { profile: 'teloo', set: { 'redis.url': redis.url, 'redis.prefix': `teloo${process.pid}` } };
   tA = await startApp(teloo);
-  tB = await startApp(teloo);
+  // two worker processes: each listens and delivers to its own sockets
+  tB = await startApp({ ...teloo, set: { ...teloo.set, 'server.workers': 2 } });
   const superbot = {
     profile: 'superbot',
     jwt: false,
@@ -75,10 +76,10 @@ before(async () => {
     set: { 'redis.url': redis.url, 'redis.prefix': `recov${process.pid}`, 'socketio.recovery_window': '2m' },
   });
   [tA.label, tB.label, sA.label, sB.label, tR.label] =
-    ['teloo A', 'teloo B', 'superbot A', 'superbot B', 'teloo with recovery'];
-  // teloo: realtime:events and 5 patterns each; superbot: its channel
-  await subscribed('realtime:events', 3, 15);
-  await subscribed(SB_CHANNEL, 2, 15);
+    ['teloo A', 'teloo B (2 workers)', 'superbot A', 'superbot B', 'teloo with recovery'];
+  // teloo: realtime:events and 5 patterns in each process; superbot: its channel
+  await subscribed(redis, 'realtime:events', 4, 20);
+  await subscribed(redis, SB_CHANNEL, 2, 20);
 });
 
 after(async () => {
@@ -165,7 +166,7 @@ test('teloo solicitud.*: admin and the solicitud\'s room, advisors for created a
   let n = mark();
   let msg = { solicitud_id: 7, estado: 'ABIERTA', n };
   // admin is in admin and solicitud_7: one copy
-  assert.equal(await publish('solicitud.created', msg), 3, 'three instances listen to solicitud.*');
+  assert.equal(await publish('solicitud.created', msg), 4, 'four processes listen to solicitud.*');
   for (const c of [...t.admins, ...t.advisors, t.c1]) await c.next('solicitud_created', (d) => d.n === n);
   await sleep(QUIET);
   for (const c of [...t.admins, ...t.advisors, t.c1]) {
@@ -494,4 +495,36 @@ test('with recovery, a routed message carries an offset and is replayed to the s
   assert.deepEqual(missed[0].args[0], { solicitud_id: 1, n: n2 });
   assert.equal(events.filter((e) => e.event === 'solicitud_updated').length, 1, 'the first one not again');
   socket.disconnect();
+});
+
+// ---------------------------------------------------------------------------
+// Redis restarted
+
+test('the routes listen again once Redis is back', { skip, timeout: 20000 * SLOW }, async () => {
+  let r = await startRedis();
+  const d = await startApp({ profile: 'teloo', set: { 'redis.url': r.url, 'redis.prefix': `restart${process.pid}` } });
+  d.label = 'teloo on a Redis that restarts';
+  try {
+    await subscribed(r, 'realtime:events', 1, 5);
+    const c = await connect(d, { token: jwt({ sub: 'adm8', role: 'ADMIN' }, { secret: SECRET }), label: 'admin' });
+    clients.push(c);
+    await c.next('connected');
+    const n1 = mark();
+    await r.command('PUBLISH', 'cliente.updated', JSON.stringify({ n: n1 }));
+    await c.next('cliente_updated', (m) => m.n === n1);
+
+    const { port } = r;
+    await r.stop();
+    r = await startRedis({ port });
+    await subscribed(r, 'realtime:events', 1, 5);
+    const n2 = mark();
+    await r.command('PUBLISH', 'cliente.updated', JSON.stringify({ n: n2 }));
+    await c.next('cliente_updated', (m) => m.n === n2, 5000 * SLOW);
+    await sleep(QUIET);
+    assert.equal(got(c, 'cliente_updated', n2).length, 1);
+    c.close();
+  } finally {
+    await finish([d]);
+    await r.stop();
+  }
 });
