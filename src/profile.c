@@ -587,7 +587,8 @@ static int parse_target(struct parser *ps, const struct span *sp, json_object *o
 		if (!json_object_is_type(v, json_type_boolean) || !json_object_get_boolean(v))
 			return fail_in(ps, sp, "all", "%s: \"all\" must be true", where, NULL);
 		if (except)
-			return fail_in(ps, sp, "all", "%s: \"except\" cannot leave out everyone", where, NULL);
+			return fail_in(ps, sp, "except", "%s: \"except\" cannot leave out everyone", where,
+			               NULL);
 		break;
 	case BUS_FIRST:
 		if (depth >= MAX_DEPTH)

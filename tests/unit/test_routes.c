@@ -314,6 +314,48 @@ START_TEST(route_channel_config)
 }
 END_TEST
 
+/* --- malformed routes: the file, the line (within the route) and why --- */
+
+static const struct { const char *route, *err; } bad[] = {
+	{ "{\"channel\": \"c\",\n \"event\": \"e\",\n \"to\": [{\"room\": \"r\"}], \"x\": 1}",
+	  "test.json:6: bus route 2: unknown member \"x\"" },
+	{ "{\"channel\": \"c\",\n \"event\": \"e\"}", "test.json:4: bus route 2: \"to\" (an array of targets) is required" },
+	{ "{\"event\": \"e\", \"to\": [{\"all\": true}]}",
+	  "test.json:4: bus route 2: \"channel\" (a channel name or pattern) is required" },
+	{ "{\"channel\": \"c\", \"to\": [{\"all\": true}]}", "test.json:4: bus route 2: \"event\" (a string) is required" },
+	{ "{\"channel\": \"c\",\n \"event\": \"e\",\n \"to\": [{\"room\": \"r\", \"user\": \"u\"}]}",
+	  "test.json:4: bus route 2: a target needs one of room, user, role, all or first" },
+	{ "{\"channel\": \"c\", \"event\": \"e\", \"to\": []}",
+	  "test.json:4: bus route 2: \"to\" must be a non-empty array of targets" },
+	{ "{\"channel\": \"c\", \"event\": \"e\",\n \"to\": [{\"all\": 1}]}", "test.json:5: bus route 2: \"all\" must be true" },
+	{ "{\"channel\": \"c\", \"event\": \"e\", \"to\": [{\"all\": true}],\n \"except\": [{\"all\": true}]}",
+	  "test.json:5: bus route 2: \"except\" cannot leave out everyone" },
+	{ "{\"channel\": \"c\", \"event\": \"e\",\n \"to\": [{\"room\": \"r\", \"when\": \"a b\"}]}",
+	  "test.json:5: bus route 2: \"when\": \"a b\" is not a context path" },
+	{ "{\"channel\": \"c\", \"event\": \"e\", \"to\": [{\"room\": \"r\"}],\n \"when\": [[\"x\"]]}",
+	  "test.json:5: bus route 2: \"when\" must be a path, an object of values, or an array of those" },
+	{ "{\"channel\": \"c\", \"event\": \"e\",\n \"to\": [{\"all\": true, \"each\": \"x\"}]}",
+	  "test.json:5: bus route 2: \"each\" goes with room, user or role" },
+	{ "{\"channel\": \"c\", \"event\": \"e\", \"to\": [{\"all\": true}],\n \"data\": \"{x|\"}",
+	  "test.json:5: bus route 2: unclosed '{' in \"{x|\"" },
+	{ "{\"channel\": \"c\", \"event\": \"e\", \"to\": [{\"all\": true}],\n \"defaults\": 3}",
+	  "test.json:5: bus route 2: \"defaults\" must be an object" },
+	{ "{\"channel\": \"c\", \"event\": \"e\", \"to\": [{\"first\": [{\"first\": [{\"first\": [{\"first\": "
+	  "[{\"first\": [{\"all\": true}]}]}]}]}]}]}", "test.json:4: bus route 2: \"first\" nested too deep" },
+	{ "[1]", "test.json:4: bus route 2 must be an object" },
+};
+
+START_TEST(route_errors)
+{
+	char text[2048], err[512];
+	snprintf(text, sizeof text, "{\"name\": \"t\",\n \"bus\": [\n  {\"channel\": \"ok\", \"event\": \"e\", "
+	         "\"to\": [{\"room\": \"r\", \"when\": \"x\"}]},\n  %s\n ]\n}\n", bad[_i].route);
+	struct profile *p = profile_parse(text, strlen(text), "test.json", err, sizeof err);
+	ck_assert_ptr_null(p);
+	ck_assert_str_eq(err, bad[_i].err);
+}
+END_TEST
+
 static Suite *routes_suite(void)
 {
 	Suite *s = suite_create("routes");
@@ -328,6 +370,10 @@ static Suite *routes_suite(void)
 	tcase_add_test(tc, route_forms);
 	tcase_add_test(tc, route_limits);
 	tcase_add_test(tc, route_channel_config);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("errors");
+	tcase_add_loop_test(tc, route_errors, 0, (int)(sizeof bad / sizeof bad[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }
