@@ -284,13 +284,13 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct config_source *src = NULL, *flags = NULL;
-	size_t nsrc = 0, nflags = 0;
+	struct config_source *flags = NULL;
+	size_t nflags = 0;
 	struct addrs scgi = { .n = 0 }, fcgi = { .n = 0 };
 	const char *file = NULL, *pid_file = NULL;
 	unsigned threads = DEFAULT_THREADS;
 	int check = 0, daemon = 0, opt;
-	char err[512], origin[64];
+	char err[512];
 
 	config_defaults(&cfg);
 	while ((opt = getopt_long(argc, argv, "c:dP:l:s:tvh", opts, NULL)) != -1) {
@@ -322,47 +322,26 @@ int main(int argc, char **argv)
 		case 'h': usage(stdout); return 0;
 		case 'P': key = "server.profile"; break;
 		case 'l': key = "log.level"; break;
-		case 's': {
-			char *eq = strchr(optarg, '=');
-			if (!eq) {
+		case 's':
+			if (config_flag_set(&flags, &nflags, optarg) < 0) {
 				fprintf(stderr, "aeolus-api: --set: expected KEY=VALUE, got '%s'\n", optarg);
 				return 2;
 			}
-			*eq = '\0';
-			snprintf(origin, sizeof origin, "--set %s", optarg);
-			config_source_add(&flags, &nflags, origin, optarg, eq + 1);
 			break;
-		}
 		default: usage(stderr); return 2;
 		}
-		if (key) {
-			snprintf(origin, sizeof origin, "command line (%s)", key);
-			config_source_add(&flags, &nflags, origin, key, optarg);
-		}
+		if (key)
+			config_flag(&flags, &nflags, key, optarg);
 	}
 	if (optind < argc) {
 		fprintf(stderr, "aeolus-api: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (file && config_read_file(file, &src, &nsrc, err, sizeof err) < 0) {
+	int path_set;
+	if (config_load(&cfg, file, flags, nflags, &path_set, err, sizeof err) < 0) {
 		fprintf(stderr, "aeolus-api: %s\n", err);
 		return 1;
 	}
-	config_read_env(&src, &nsrc);
-	for (size_t i = 0; i < nflags; i++)
-		config_source_add(&src, &nsrc, flags[i].origin, flags[i].key, flags[i].value);
-	config_sources_free(flags, nflags);
-	if (config_build(&cfg, src, nsrc, err, sizeof err) < 0) {
-		fprintf(stderr, "aeolus-api: %s\n", err);
-		config_sources_free(src, nsrc);
-		return 1;
-	}
-	int path_set = 0;
-	for (size_t i = 0; i < nsrc; i++)
-		path_set |= strcmp(src[i].key, "server.path") == 0;
-	config_sources_free(src, nsrc);
-	if (file)
-		cfg.file = strdup(file);
 
 	/* What the API needs: Redis (its only way to the sockets), the
 	 * server secret, and a vocabulary. */

@@ -314,11 +314,11 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct config_source *src = NULL, *flags = NULL;
-	size_t nsrc = 0, nflags = 0;
+	struct config_source *flags = NULL;
+	size_t nflags = 0;
 	const char *file = NULL;
 	int check = 0, daemon = 0, opt;
-	char err[512], origin[64];
+	char err[512];
 
 	config_defaults(&cfg);
 	while ((opt = getopt_long(argc, argv, "c:dp:b:P:l:w:s:tvh", opts, NULL)) != -1) {
@@ -335,47 +335,26 @@ int main(int argc, char **argv)
 		case 'l': key = "log.level"; break;
 		case 'w': key = "server.workers"; break;
 		case 1: key = "server.pid_file"; break;
-		case 's': {
-			char *eq = strchr(optarg, '=');
-			if (!eq) {
+		case 's':
+			if (config_flag_set(&flags, &nflags, optarg) < 0) {
 				fprintf(stderr, "aeolusd: --set: expected KEY=VALUE, got '%s'\n", optarg);
 				return 2;
 			}
-			*eq = '\0';
-			snprintf(origin, sizeof origin, "--set %s", optarg);
-			config_source_add(&flags, &nflags, origin, optarg, eq + 1);
 			break;
-		}
 		default: usage(stderr); return 2;
 		}
-		if (key) {
-			snprintf(origin, sizeof origin, "command line (%s)", key);
-			config_source_add(&flags, &nflags, origin, key, optarg);
-		}
+		if (key)
+			config_flag(&flags, &nflags, key, optarg);
 	}
 	if (optind < argc) {
 		fprintf(stderr, "aeolusd: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (file && config_read_file(file, &src, &nsrc, err, sizeof err) < 0) {
+	int path_set;
+	if (config_load(&cfg, file, flags, nflags, &path_set, err, sizeof err) < 0) {
 		fprintf(stderr, "aeolusd: %s\n", err);
 		return 1;
 	}
-	config_read_env(&src, &nsrc);
-	for (size_t i = 0; i < nflags; i++)
-		config_source_add(&src, &nsrc, flags[i].origin, flags[i].key, flags[i].value);
-	config_sources_free(flags, nflags);
-	if (config_build(&cfg, src, nsrc, err, sizeof err) < 0) {
-		fprintf(stderr, "aeolusd: %s\n", err);
-		config_sources_free(src, nsrc);
-		return 1;
-	}
-	int path_set = 0;
-	for (size_t i = 0; i < nsrc; i++)
-		path_set |= strcmp(src[i].key, "server.path") == 0;
-	config_sources_free(src, nsrc);
-	if (file)
-		cfg.file = strdup(file);
 	/* Each worker would keep its own memory store: a client's requests,
 	 * which may reach any worker, would each see different state. */
 	if (cfg.workers > 1 && (!cfg.redis_url || !*cfg.redis_url)) {

@@ -590,3 +590,48 @@ void config_dump(const struct config *c, FILE *out)
 		fputc('\n', out);
 	}
 }
+
+int config_flag(struct config_source **flags, size_t *n, const char *key, const char *value)
+{
+	char origin[96];
+	snprintf(origin, sizeof origin, "command line (%s)", key);
+	return config_source_add(flags, n, origin, key, value);
+}
+
+int config_flag_set(struct config_source **flags, size_t *n, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	char origin[300];
+	if (!eq)
+		return -1;
+	char *key = strndup(arg, (size_t)(eq - arg));
+	if (!key)
+		return -1;
+	snprintf(origin, sizeof origin, "--set %s", key);
+	int rc = config_source_add(flags, n, origin, key, eq + 1);
+	free(key);
+	return rc;
+}
+
+int config_load(struct config *c, const char *file, struct config_source *flags, size_t nflags,
+                int *path_set, char *err, size_t errlen)
+{
+	struct config_source *src = NULL;
+	size_t nsrc = 0;
+	if (file && config_read_file(file, &src, &nsrc, err, errlen) < 0) {
+		config_sources_free(flags, nflags);
+		return -1;
+	}
+	config_read_env(&src, &nsrc);
+	for (size_t i = 0; i < nflags; i++)
+		config_source_add(&src, &nsrc, flags[i].origin, flags[i].key, flags[i].value);
+	config_sources_free(flags, nflags);
+	int rc = config_build(c, src, nsrc, err, errlen);
+	*path_set = 0;
+	for (size_t i = 0; i < nsrc; i++)
+		*path_set |= strcmp(src[i].key, "server.path") == 0;
+	config_sources_free(src, nsrc);
+	if (rc == 0 && file)
+		c->file = strdup(file);
+	return rc;
+}

@@ -130,6 +130,18 @@ int config_apply_profile(struct config *c, const char *name, char *err, size_t e
 int config_build(struct config *c, struct config_source *list, size_t n,
                  char *err, size_t errlen);
 
+/* Command-line flags, collected before the configuration is loaded:
+ * config_flag for an option that names key, config_flag_set for
+ * --set KEY=VALUE (-1 when arg has no '='). */
+int config_flag(struct config_source **flags, size_t *n, const char *key, const char *value);
+int config_flag_set(struct config_source **flags, size_t *n, const char *arg);
+
+/* Builds c from file (NULL: none), then the environment, then flags, which
+ * it frees. *path_set tells whether a source set server.path (a profile's
+ * own path gives way to it). Returns 0, or -1 with a message in err. */
+int config_load(struct config *c, const char *file, struct config_source *flags, size_t nflags,
+                int *path_set, char *err, size_t errlen);
+
 /* Writes every key with its effective value, secrets masked, as a valid file. */
 void config_dump(const struct config *c, FILE *out);
 

@@ -1199,13 +1199,20 @@ static int walk_payload(struct eio_session *s, const char *body, size_t len)
 	return eio_payload_decode(body, len, payload_cb, s);
 }
 
+/* The sid at the head of a message from another instance, copied into
+ * sid (NUL-terminated). */
+static void sid_of(const char *body, char sid[ID_LEN + 1])
+{
+	memcpy(sid, body, ID_LEN);
+	sid[ID_LEN] = '\0';
+}
+
 static struct eio_session *owned(const char *body, size_t len)
 {
 	char sid[ID_LEN + 1];
 	if (len < ID_LEN)
 		return NULL;
-	memcpy(sid, body, ID_LEN);
-	sid[ID_LEN] = '\0';
+	sid_of(body, sid);
 	struct eio_session *s = dict_get(&E.sessions, sid);
 	return s && !s->closing && s->transport == T_REMOTE ? s : NULL;
 }
@@ -1411,8 +1418,7 @@ static void on_noop(const char *body, size_t len, void *ud)
 	(void)ud;
 	if (len != ID_LEN)
 		return;
-	memcpy(sid, body, ID_LEN);
-	sid[ID_LEN] = '\0';
+	sid_of(body, sid);
 	struct http_req *req = dict_get(&E.waiting, sid);
 	if (!req)
 		return;
@@ -1657,8 +1663,7 @@ static void on_wake(const char *body, size_t len, void *ud)
 	char sid[ID_LEN + 1];
 	(void)ud;
 	for (size_t i = 0; i + ID_LEN <= len; i += ID_LEN) {
-		memcpy(sid, body + i, ID_LEN);
-		sid[ID_LEN] = '\0';
+		sid_of(body + i, sid);
 		struct http_req *req = dict_get(&E.waiting, sid);
 		if (req) {
 			struct eio_req *er = req->ctx;
@@ -1745,8 +1750,7 @@ static void on_adopt_marker(const char *body, size_t len, void *ud)
 	(void)ud;
 	if (len != ID_LEN)
 		return;
-	memcpy(sid, body, ID_LEN);
-	sid[ID_LEN] = '\0';
+	sid_of(body, sid);
 	struct relay *r = dict_get(&E.relays, sid);
 	if (!r || !r->mine || !r->ws)
 		return;

@@ -21,6 +21,7 @@
  * anything is missing -- no saved session, an offset not in the log, no
  * answer within REC_FETCH_MS -- the connection goes on as a new one, with
  * a new id and pid, as Socket.IO does. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +227,8 @@ static int entry_for(const struct rec_entry *e, json_object *rooms, const char *
 	return 0;
 }
 
+static void rec_unref(struct recovery *rec);
+
 /* --- saving --- */
 
 static void mem_sweep(void)
@@ -260,17 +263,7 @@ void rec_socket_gone(struct sio_socket *s, const char *reason)
 	if (rec) {
 		rec->s = NULL;
 		s->rec = NULL;
-		if (rec->refs-- == 1) {
-			json_object_put(rec->auth);
-			json_object_put(rec->saved);
-			json_object_put(rec->fetched);
-			for (size_t i = 0; i < rec->nbuf; i++)
-				sio_out_free(rec->buf[i].o);
-			free(rec->buf);
-			if (rec->timer)
-				event_free(rec->timer);
-			free(rec);
-		}
+		rec_unref(rec);
 	}
 	if (!window(s->nsp) || !s->connected || !s->pid[0] ||
 	    strcmp(reason, "client namespace disconnect") == 0 ||
@@ -583,13 +576,23 @@ void rec_replay(struct sio_socket *s)
 
 /* --- between instances --- */
 
+/* A message from another instance: a JSON object, or NULL. */
+static json_object *parse(const char *body, size_t len)
+{
+	json_tokener *tok = json_tokener_new();
+	json_object *v = NULL;
+	if (tok && len <= INT32_MAX)
+		v = json_tokener_parse_ex(tok, body, (int)len);
+	if (tok)
+		json_tokener_free(tok);
+	return v;
+}
+
 /* 'R': another instance recovers a socket that left this one. */
 static void on_fetch(const char *body, size_t len, void *ud)
 {
 	(void)ud;
-	json_tokener *tok = json_tokener_new();
-	json_object *q = tok ? json_tokener_parse_ex(tok, body, (int)len) : NULL;
-	json_tokener_free(tok);
+	json_object *q = parse(body, len);
 	const char *id = jstr(q, "id"), *from = jstr(q, "from"), *path = jstr(q, "path");
 	const char *nsp = jstr(q, "nsp"), *off = jstr(q, "off"), *sid = jstr(q, "sid");
 	json_object *rooms;
@@ -634,9 +637,7 @@ static void on_fetch(const char *body, size_t len, void *ud)
 static void on_fetched(const char *body, size_t len, void *ud)
 {
 	(void)ud;
-	json_tokener *tok = json_tokener_new();
-	json_object *a = tok ? json_tokener_parse_ex(tok, body, (int)len) : NULL;
-	json_tokener_free(tok);
+	json_object *a = parse(body, len);
 	const char *id = jstr(a, "id");
 	struct recovery *rec = id ? dict_del(&R.fetching, id) : NULL;
 	json_object *ok, *entries;
