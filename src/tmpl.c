@@ -70,13 +70,16 @@ int tmpl_truthy(json_object *v)
 	}
 }
 
-static void iso_time(char *out, size_t len, uint64_t ms, int naive)
+/* ISO-8601 in UTC: with milliseconds and Z, or naive (no zone, microseconds)
+ * with 'T' or, as Python's str(datetime), a space between date and time. */
+static void iso_time(char *out, size_t len, uint64_t ms, int naive, char sep)
 {
 	time_t s = (time_t)(ms / 1000);
 	struct tm tm;
-	char base[32];
+	char base[32], fmt[] = "%Y-%m-%dT%H:%M:%S";
 	gmtime_r(&s, &tm);
-	strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+	fmt[8] = sep;
+	strftime(base, sizeof base, fmt, &tm);
 	if (naive)
 		snprintf(out, len, "%s.%06u", base, (unsigned)(ms % 1000) * 1000);
 	else
@@ -160,8 +163,8 @@ static enum tmpl_err operand(const char *s, size_t n, json_object *ctx, json_obj
 			*out = json_object_new_int64((int64_t)(ms / 1000));
 			return TMPL_OK;
 		}
-		if (IS("now.iso") || IS("now.iso_naive")) {
-			iso_time(iso, sizeof iso, ms, IS("now.iso_naive"));
+		if (IS("now.iso") || IS("now.iso_naive") || IS("now.iso_space")) {
+			iso_time(iso, sizeof iso, ms, !IS("now.iso"), IS("now.iso_space") ? ' ' : 'T');
 			*out = json_object_new_string(iso);
 			return TMPL_OK;
 		}
@@ -246,7 +249,7 @@ static enum tmpl_err convert(const char *conv, size_t cl, json_object **v)
 		char iso[48];
 		if (t != json_type_int && t != json_type_double)
 			return TMPL_TYPE;
-		iso_time(iso, sizeof iso, (uint64_t)json_object_get_int64(in), 0);
+		iso_time(iso, sizeof iso, (uint64_t)json_object_get_int64(in), 0, 'T');
 		out = json_object_new_string(iso);
 	} else if (IS("len")) {
 		if (t == json_type_string)

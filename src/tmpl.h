@@ -15,7 +15,8 @@
  *            number indexes an array: match.0), a
  *            quoted literal ('text'), a number, true, false, null, or one of
  *            the generators: uuid (random UUID v4), now.ms, now.s, now.iso
- *            (2026-01-06T12:00:00.000Z), now.iso_naive (2026-01-06T12:00:00.000000)
+ *            (2026-01-06T12:00:00.000Z), now.iso_naive (2026-01-06T12:00:00.000000),
+ *            now.iso_space (2026-01-06 12:00:00.000000, Python's str(datetime))
  *   conv:    int (an integer, or a string of digits), str, bool, lower, upper,
  *            ms_iso (epoch ms -> ISO-8601 with Z), len (length of a string or array)
  *
