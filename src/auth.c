@@ -1,6 +1,8 @@
 /* auth.c -- see auth.h. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "auth.h"
 #include "jwt.h"
@@ -13,6 +15,7 @@ struct auth {
 	int redis_on;                /* Redis-token method */
 	struct jwt_key *jwt_key;     /* NULL: JWT method off */
 	struct jwt_verify_opts jwt_opts;
+	int fallback;                /* seed 002's: a public-key algorithm, checked with the secret */
 	int anonymous;
 	char desc[128];
 };
@@ -41,10 +44,47 @@ static unsigned parse_algs(const char *list)
 	return algs;
 }
 
+/* Sets a's key (NULL: JWT off) and the algorithms of its kind; see the key
+ * choice in auth.h. Returns 0, or -1 with a message in err. */
+static int choose_key(struct auth *a, const struct config *cfg, const struct profile *p,
+                      unsigned want, char *err, size_t errlen)
+{
+	const char *pub = cfg->auth_jwt_public_key, *secret = cfg->auth_jwt_secret;
+	int has_pub = pub && *pub, has_secret = secret && *secret;
+	struct stat st;
+
+	if (p && p->jwt_key == JWT_KEY_ALGORITHM && has_secret) {
+		/* Seed 002: HMAC names take the secret, whatever else is set; a
+		 * public key that is named (or configured) but not there leaves
+		 * the secret, with HS256. */
+		int missing = has_pub && stat(pub, &st) < 0 && errno == ENOENT;
+		if (want && !(want & ~JWT_ALGS_HMAC)) {
+			has_pub = 0;
+		} else if (missing || (!has_pub && want)) {
+			log_warn("auth: %s%s%s: tokens are checked with the secret (HS256), as seed 002 does",
+			         missing ? pub : "no public key is configured",
+			         missing ? ": no such file" : " for ", missing ? "" : cfg->auth_jwt_algorithms);
+			has_pub = 0;
+			a->fallback = 1;
+		}
+	}
+	if (has_pub) {
+		if (!(a->jwt_key = jwt_key_pem_file(pub, err, errlen)))
+			return -1;
+		a->jwt_opts.algs = JWT_ALGS_ALL & ~JWT_ALGS_HMAC;
+	} else if (has_secret) {
+		a->jwt_key = jwt_key_hmac(secret, strlen(secret));
+		a->jwt_opts.algs = JWT_ALGS_HMAC;
+	}
+	return 0;
+}
+
 struct auth *auth_new(const struct config *cfg, const struct profile *p, struct redis *redis,
                       char *err, size_t errlen)
 {
 	struct auth *a = calloc(1, sizeof *a);
+	const char *algs = cfg->auth_jwt_algorithms;
+	unsigned want = algs && *algs ? parse_algs(algs) : 0;
 	if (!a)
 		return NULL;
 	a->cfg = cfg;
@@ -53,30 +93,31 @@ struct auth *auth_new(const struct config *cfg, const struct profile *p, struct 
 	a->redis_on = redis && cfg->auth_token_prefix && *cfg->auth_token_prefix;
 	a->anonymous = cfg->auth_anonymous || (p && p->anonymous);
 
-	if (cfg->auth_jwt_public_key && *cfg->auth_jwt_public_key) {
-		a->jwt_key = jwt_key_pem_file(cfg->auth_jwt_public_key, err, errlen);
-		if (!a->jwt_key) {
-			free(a);
-			return NULL;
-		}
-		a->jwt_opts.algs = JWT_ALGS_ALL & ~JWT_ALGS_HMAC;
-	} else if (cfg->auth_jwt_secret && *cfg->auth_jwt_secret) {
-		a->jwt_key = jwt_key_hmac(cfg->auth_jwt_secret, strlen(cfg->auth_jwt_secret));
-		a->jwt_opts.algs = JWT_ALGS_HMAC;
+	if (algs && *algs && !want) {
+		snprintf(err, errlen, "auth.jwt_algorithms: '%s' names an unknown algorithm (HS256, "
+		         "HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)",
+		         algs);
+		free(a);
+		return NULL;
+	}
+	if (choose_key(a, cfg, p, want, err, errlen) < 0) {
+		free(a);
+		return NULL;
 	}
 	/* JWT_ALGORITHM's default is HS256: a secret alone accepts only that. */
 	unsigned deflt = a->jwt_opts.algs == JWT_ALGS_HMAC ? JWT_HS256 : a->jwt_opts.algs;
-	if (a->jwt_key && cfg->auth_jwt_algorithms && *cfg->auth_jwt_algorithms) {
-		unsigned algs = parse_algs(cfg->auth_jwt_algorithms);
-		if (!algs || !(algs & a->jwt_opts.algs)) {
+	if (a->fallback) {
+		a->jwt_opts.algs = JWT_HS256;
+	} else if (a->jwt_key && algs && *algs) {
+		if (!(want & a->jwt_opts.algs)) {
 			snprintf(err, errlen, "auth.jwt_algorithms: '%s' does not fit the configured key "
-			         "(%s)", cfg->auth_jwt_algorithms,
+			         "(%s)", algs,
 			         a->jwt_opts.algs == JWT_ALGS_HMAC ? "a secret: HS256, HS384, HS512"
 			                                           : "a public key: RS*, PS*, ES*, EdDSA");
 			auth_free(a);
 			return NULL;
 		}
-		a->jwt_opts.algs &= algs;
+		a->jwt_opts.algs &= want;
 	} else {
 		a->jwt_opts.algs = deflt;
 	}
@@ -85,8 +126,9 @@ struct auth *auth_new(const struct config *cfg, const struct profile *p, struct 
 	                       ? cfg->auth_jwt_audience : NULL;
 	a->jwt_opts.issuer = cfg->auth_jwt_issuer && *cfg->auth_jwt_issuer
 	                     ? cfg->auth_jwt_issuer : NULL;
-	snprintf(a->desc, sizeof a->desc, "%s%s%s%s%s",
-	         a->jwt_key ? "jwt" : "", a->jwt_key && a->redis_on ? ", " : "",
+	snprintf(a->desc, sizeof a->desc, "%s%s%s%s%s%s",
+	         a->jwt_key ? "jwt" : "", a->fallback ? " (HS256 with the secret)" : "",
+	         a->jwt_key && a->redis_on ? ", " : "",
 	         a->redis_on ? "redis-token" : "",
 	         (a->jwt_key || a->redis_on) && a->anonymous ? ", " : "",
 	         a->anonymous ? "anonymous" : "");
@@ -164,6 +206,8 @@ static int user_from_claims(const struct auth *a, json_object *claims, struct au
 	u->id = claim(claims, NAMES(claim_user_id, default_user_id), 1);
 	u->name = claim(claims, NAMES(claim_name, default_name), 0);
 	u->role = claim(claims, NAMES(claim_role, default_role), 0);
+	if (!u->role && p && p->default_role)
+		u->role = strdup(p->default_role);
 	u->rooms = claim_rooms(claims, NAMES(claim_rooms, default_rooms));
 #undef NAMES
 	return u->id ? 0 : -1;

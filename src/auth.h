@@ -8,7 +8,18 @@
  *   anonymous  no token at all, when auth.anonymous (or the profile) allows it:
  *           the user id is the socket id.
  * Refusals carry the Socket.IO CONNECT_ERROR message (authentication_required
- * or invalid_token) and a reason for data.reason. Tokens are never logged. */
+ * or invalid_token) and a reason for data.reason. Tokens are never logged.
+ *
+ * The JWT key is one kind at a time, so no token can be checked with a key
+ * of another kind (no algorithm confusion). By default it is the public key
+ * (auth.jwt_public_key) when one is configured, else the secret, and
+ * auth.jwt_algorithms must name algorithms of its kind. A profile whose
+ * auth.jwt_key is "algorithm" (seed 002's gateway) lets auth.jwt_algorithms
+ * choose when a secret is configured: HMAC names take the secret, others
+ * the public key; a public key that is named (or configured) but not there
+ * -- no path, or no file at it -- leaves the secret with HS256, with a
+ * warning, as that gateway and its Core API do. The claims of a token
+ * without a role give the profile's auth.default_role. */
 #ifndef AEOLUS_AUTH_H
 #define AEOLUS_AUTH_H
 

@@ -374,7 +374,8 @@ static void free_event(struct event_spec *ev)
 static int parse_auth(struct parser *ps, json_object *o)
 {
 	static const char *const keys[] = { "token", "user_id", "name", "role", "rooms",
-	                                    "anonymous", "comment", NULL };
+	                                    "default_role", "jwt_key", "anonymous", "comment",
+	                                    NULL };
 	struct profile *p = ps->p;
 	json_object *v;
 	if (!o)
@@ -393,6 +394,17 @@ static int parse_auth(struct parser *ps, json_object *o)
 			return fail(ps, "token", "auth: token source \"%s\" must be auth.FIELD, "
 			            "query.PARAM or header", s, NULL);
 	}
+	if (get_type(ps, o, "default_role", json_type_string, &v, "auth") < 0)
+		return -1;
+	if (v && json_object_get_string_len(v) > 0)
+		p->default_role = strdup(json_object_get_string(v));
+	if (get_type(ps, o, "jwt_key", json_type_string, &v, "auth") < 0)
+		return -1;
+	if (v && strcmp(json_object_get_string(v), "algorithm") == 0)
+		p->jwt_key = JWT_KEY_ALGORITHM;
+	else if (v && strcmp(json_object_get_string(v), "public") != 0)
+		return fail(ps, "jwt_key", "auth: \"jwt_key\" must be \"public\" or \"algorithm\"",
+		            NULL, NULL);
 	if (json_object_object_get_ex(o, "anonymous", &v))
 		p->anonymous = json_object_get_boolean(v);
 	return 0;
@@ -700,10 +712,56 @@ static void free_routes(struct profile *p)
 	free(p->routes);
 }
 
+/* "http": {"/": {...}, "/health": {...}, "/stats": {...}}, object templates. */
+static int parse_http(struct parser *ps, json_object *o)
+{
+	static const char *const paths[] = { "/", "/health", "/stats", "comment", NULL };
+	if (!o)
+		return 0;
+	if (check_keys(ps, o, "http", paths) < 0)
+		return -1;
+	json_object_object_foreach(o, path, t) {
+		if (strcmp(path, "comment") == 0)
+			continue;
+		if (!json_object_is_type(t, json_type_object))
+			return fail(ps, path, "http: \"%s\" must be an object (of templates)", path, NULL);
+		if (templ(ps, t, path, "http") < 0)
+			return -1;
+	}
+	ps->p->http = o;
+	return 0;
+}
+
+/* "stats": {"roles": [...]}: the roles counted across the cluster. */
+static int parse_stats(struct parser *ps, json_object *o)
+{
+	static const char *const keys[] = { "roles", "comment", NULL };
+	struct profile *p = ps->p;
+	if (!o)
+		return 0;
+	if (check_keys(ps, o, "stats", keys) < 0 ||
+	    string_list(ps, o, "roles", "stats", &p->stats_roles, &p->nstats_roles) < 0)
+		return -1;
+	if (p->nstats_roles > PROFILE_STATS_ROLES)
+		return fail(ps, "roles", "stats: \"roles\" names more than 16 roles", NULL, NULL);
+	for (size_t i = 0; i < p->nstats_roles; i++) {
+		size_t n = strlen(p->stats_roles[i]);
+		if (n == 0 || n > 128)
+			return fail(ps, "roles", "stats: a role in \"roles\" must have 1 to 128 bytes",
+			            NULL, NULL);
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(p->stats_roles[k], p->stats_roles[i]) == 0)
+				return fail(ps, "roles", "stats: \"roles\" names \"%s\" twice",
+				            p->stats_roles[i], NULL);
+	}
+	return 0;
+}
+
 static int parse_root(struct parser *ps, json_object *root)
 {
 	static const char *const keys[] = { "name", "description", "path", "auth", "rooms", "ack",
-	                                    "error", "on", "events", "api", "bus", "comment", NULL };
+	                                    "error", "on", "events", "api", "bus", "http", "stats",
+	                                    "comment", NULL };
 	struct profile *p = ps->p;
 	json_object *v, *o;
 
@@ -781,6 +839,10 @@ static int parse_root(struct parser *ps, json_object *root)
 			            "(\"%s\")", p->events[i].name, d);
 	}
 	if (get_type(ps, root, "bus", json_type_array, &o, "profile") < 0 || parse_routes(ps, o) < 0)
+		return -1;
+	if (get_type(ps, root, "http", json_type_object, &o, "profile") < 0 || parse_http(ps, o) < 0)
+		return -1;
+	if (get_type(ps, root, "stats", json_type_object, &o, "profile") < 0 || parse_stats(ps, o) < 0)
 		return -1;
 	return 0;
 }
@@ -877,6 +939,8 @@ void profile_free(struct profile *p)
 	free_list(p->claim_name, p->nclaim_name);
 	free_list(p->claim_role, p->nclaim_role);
 	free_list(p->claim_rooms, p->nclaim_rooms);
+	free(p->default_role);
+	free_list(p->stats_roles, p->nstats_roles);
 	free(p->error.when);
 	for (size_t i = 0; i < p->nevents; i++)
 		free_event(&p->events[i]);
@@ -891,6 +955,13 @@ void profile_free(struct profile *p)
 	free_routes(p);
 	json_object_put(p->root);
 	free(p);
+}
+
+json_object *profile_document(const struct profile *p, const char *path)
+{
+	json_object *t;
+	return p && p->http && strcmp(path, "comment") != 0 &&
+	       json_object_object_get_ex(p->http, path, &t) ? t : NULL;
 }
 
 const struct event_spec *profile_event(const struct profile *p, const char *name)

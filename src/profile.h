@@ -13,7 +13,12 @@
  *   + what the action adds: room, first, last, members, history, message,
  *     users, messages, settings, typing, expiresAt...
  *
- * Lifecycle hooks (connect, disconnect, online, offline) are event specs too. */
+ * Lifecycle hooks (connect, disconnect, online, offline) are event specs too.
+ *
+ * The member "http" extends the daemon's own documents ("/", "/health",
+ * "/stats"): each an object template over that document, whose members are
+ * added to it. "stats" names the roles whose users /stats counts across the
+ * cluster. */
 #ifndef AEOLUS_PROFILE_H
 #define AEOLUS_PROFILE_H
 
@@ -100,6 +105,15 @@ struct bus_route {
 	size_t nexcept;
 };
 
+/* Which JWT key checks tokens when both a secret and a public key could
+ * (auth.h). */
+enum jwt_key_choice {
+	JWT_KEY_PUBLIC,              /* the public key when one is configured, else the secret */
+	JWT_KEY_ALGORITHM,           /* auth.jwt_algorithms chooses (seed 002) */
+};
+
+#define PROFILE_STATS_ROLES 16   /* the most roles "stats" may name */
+
 struct profile {
 	char *name;
 	char *file;
@@ -109,6 +123,8 @@ struct profile {
 	size_t ntoken_sources;
 	char **claim_user_id, **claim_name, **claim_role, **claim_rooms;
 	size_t nclaim_user_id, nclaim_name, nclaim_role, nclaim_rooms;
+	char *default_role;          /* the role of a user whose token has none, or NULL */
+	enum jwt_key_choice jwt_key;
 	int anonymous;               /* profile allows anonymous use (no auth at all) */
 	/* rooms */
 	json_object *personal_room;  /* template, e.g. "user:{user.id}" */
@@ -128,6 +144,10 @@ struct profile {
 	size_t napi_events;
 	struct bus_route *routes;    /* in file order */
 	size_t nroutes;
+	/* operator endpoints */
+	json_object *http;           /* path -> object template ("http"), or NULL */
+	char **stats_roles;          /* counted across the cluster ("stats.roles") */
+	size_t nstats_roles;
 	json_object *root;           /* the parsed file: owns the templates above */
 };
 
@@ -144,5 +164,8 @@ const struct event_spec *profile_event(const struct profile *p, const char *name
 /* An event of the "api" member, or NULL. */
 const struct event_spec *profile_api_event(const struct profile *p, const char *name);
 const char *action_name(enum action a);
+/* The template of the fields the profile adds to the daemon's document at
+ * path ("/", "/health" or "/stats"), or NULL. Borrowed. */
+json_object *profile_document(const struct profile *p, const char *path);
 
 #endif

@@ -356,6 +356,61 @@ START_TEST(route_errors)
 }
 END_TEST
 
+/* The members for the operator endpoints and the auth choices. */
+START_TEST(profile_members)
+{
+	char err[512];
+	const char *text =
+		"{\"name\": \"t\", \"auth\": {\"default_role\": \"CLIENT\", \"jwt_key\": \"algorithm\"},\n"
+		" \"http\": {\"/\": {\"service\": \"x\"}, \"/stats\": {\"n\": \"{users.cluster}\"},\n"
+		"          \"comment\": \"c\"},\n"
+		" \"stats\": {\"roles\": [\"ADMIN\", \"CLIENT\"]}}\n";
+	struct profile *p = profile_parse(text, strlen(text), "test.json", err, sizeof err);
+	ck_assert_msg(p != NULL, "%s", err);
+	ck_assert_str_eq(p->default_role, "CLIENT");
+	ck_assert_int_eq(p->jwt_key, JWT_KEY_ALGORITHM);
+	ck_assert_str_eq(json_object_to_json_string_ext(profile_document(p, "/stats"), JSON_C_TO_STRING_PLAIN),
+	                 "{\"n\":\"{users.cluster}\"}");
+	ck_assert_ptr_nonnull(profile_document(p, "/"));
+	ck_assert_ptr_null(profile_document(p, "/health"));
+	ck_assert_ptr_null(profile_document(p, "comment"));
+	ck_assert_uint_eq(p->nstats_roles, 2);
+	ck_assert_str_eq(p->stats_roles[1], "CLIENT");
+	profile_free(p);
+	/* the defaults */
+	p = profile_parse("{\"name\": \"t\"}", 13, "test.json", err, sizeof err);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_ptr_null(p->default_role);
+	ck_assert_int_eq(p->jwt_key, JWT_KEY_PUBLIC);
+	ck_assert_ptr_null(profile_document(p, "/"));
+	ck_assert_uint_eq(p->nstats_roles, 0);
+	profile_free(p);
+}
+END_TEST
+
+static const struct { const char *member, *err; } bad_members[] = {
+	{ "\"http\": {\"/metrics\": {}}", "test.json:2: http: unknown member \"/metrics\"" },
+	{ "\"http\": {\"/\": \"x\"}", "test.json:2: http: \"/\" must be an object (of templates)" },
+	{ "\"http\": {\"/stats\": {\"a\": \"{x|}\"}}", "test.json:2: http: bad expression {x|}" },
+	{ "\"http\": []", "test.json:2: profile: \"http\" must be an object" },
+	{ "\"stats\": {\"roles\": [\"A\", \"B\", \"A\"]}", "test.json:2: stats: \"roles\" names \"A\" twice" },
+	{ "\"stats\": {\"roles\": [\"\"]}", "test.json:2: stats: a role in \"roles\" must have 1 to 128 bytes" },
+	{ "\"stats\": {\"roles\": [1]}", "test.json:2: stats: \"roles\" must hold strings" },
+	{ "\"stats\": {\"count\": 1}", "test.json:2: stats: unknown member \"count\"" },
+	{ "\"auth\": {\"jwt_key\": \"both\"}", "test.json:2: auth: \"jwt_key\" must be \"public\" or \"algorithm\"" },
+	{ "\"auth\": {\"default_role\": 1}", "test.json:2: auth: \"default_role\" must be a string" },
+};
+
+START_TEST(profile_member_errors)
+{
+	char text[512], err[512];
+	snprintf(text, sizeof text, "{\"name\": \"t\",\n %s\n}\n", bad_members[_i].member);
+	struct profile *p = profile_parse(text, strlen(text), "test.json", err, sizeof err);
+	ck_assert_ptr_null(p);
+	ck_assert_str_eq(err, bad_members[_i].err);
+}
+END_TEST
+
 static Suite *routes_suite(void)
 {
 	Suite *s = suite_create("routes");
@@ -374,6 +429,11 @@ static Suite *routes_suite(void)
 
 	tc = tcase_create("errors");
 	tcase_add_loop_test(tc, route_errors, 0, (int)(sizeof bad / sizeof bad[0]));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("members");
+	tcase_add_test(tc, profile_members);
+	tcase_add_loop_test(tc, profile_member_errors, 0, (int)(sizeof bad_members / sizeof bad_members[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }
