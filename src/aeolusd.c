@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <json-c/json.h>
 
 #include "api.h"
 #include "api_http.h"
@@ -77,19 +78,32 @@ static void usage(FILE *out)
 
 /* --- operator endpoints (/stats and /metrics: stats.c) --- */
 
+/* A document of the daemon's, with the profile's fields (stats.h). */
+static enum MHD_Result reply_document(struct http_req *req, unsigned status, const char *path,
+                                      json_object *doc)
+{
+	stats_profile_fields(path, doc);
+	enum MHD_Result r = http_reply_json(req->conn, status,
+	                                    json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
+	                                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(doc);
+	return r;
+}
+
 static enum MHD_Result on_root(struct http_req *req, const char *url, const char *method,
                                const char *upload, size_t *upload_size, void *ud)
 {
-	char body[512];
+	json_object *doc;
 	if (*upload_size) {          /* read a body before answering, or MHD drops the answer */
 		*upload_size = 0;
 		return MHD_YES;
 	}
 	if (strcmp(url, "/") == 0) {
-		snprintf(body, sizeof body,
-		         "{\"name\":\"aeolus\",\"version\":\"%s\",\"profile\":\"%s\"}",
-		         PACKAGE_VERSION, cfg.profile);
-		return http_reply_json(req->conn, MHD_HTTP_OK, body);
+		doc = json_object_new_object();
+		json_object_object_add(doc, "name", json_object_new_string("aeolus"));
+		json_object_object_add(doc, "version", json_object_new_string(PACKAGE_VERSION));
+		json_object_object_add(doc, "profile", json_object_new_string(cfg.profile));
+		return reply_document(req, MHD_HTTP_OK, url, doc);
 	}
 	if (strcmp(url, "/health") == 0) {
 		/* 503 while the Redis the state lives in is out of reach. The pid
@@ -97,12 +111,15 @@ static enum MHD_Result on_root(struct http_req *req, const char *url, const char
 		struct eio_stats st;
 		int down = redis && !redis_connected(redis);
 		eio_get_stats(&st);
-		snprintf(body, sizeof body,
-		         "{\"status\":\"%s\",\"store\":\"%s\",%s\"sessions\":%u,\"pid\":%d}",
-		         down ? "degraded" : "ok", store ? store->ops->name : "none",
-		         !redis ? "" : down ? "\"redis\":\"down\"," : "\"redis\":\"up\",", st.sessions,
-		         (int)getpid());
-		return http_reply_json(req->conn, down ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, body);
+		doc = json_object_new_object();
+		json_object_object_add(doc, "status", json_object_new_string(down ? "degraded" : "ok"));
+		json_object_object_add(doc, "store", json_object_new_string(store ? store->ops->name
+		                                                                  : "none"));
+		if (redis)
+			json_object_object_add(doc, "redis", json_object_new_string(down ? "down" : "up"));
+		json_object_object_add(doc, "sessions", json_object_new_int64(st.sessions));
+		json_object_object_add(doc, "pid", json_object_new_int((int)getpid()));
+		return reply_document(req, down ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, url, doc);
 	}
 	return http_reply_json(req->conn, MHD_HTTP_NOT_FOUND,
 	                       "{\"error\":\"not_found\",\"message\":\"no such resource\"}");

@@ -1115,6 +1115,26 @@ static void run_hook(struct app *a, const struct event_spec *hook, const char *s
 	act(r, sid && sid[0] ? sio_find(a->nsp, sid) : NULL);
 }
 
+/* The roles of the profile's stats.roles are counted across the cluster:
+ * each socket of a user with one of them is also present in that role's
+ * store group (stats.h), which the store keeps, reaps and counts as it does
+ * the namespace's presence. Nothing waits for these: the group's name is
+ * written into buf, or NULL when the role is not counted. */
+static const char *role_group(const struct app *a, const char *role, char *buf, size_t len)
+{
+	for (size_t i = 0; role && i < a->p->nstats_roles; i++)
+		if (strcmp(a->p->stats_roles[i], role) == 0)
+			return stats_role_group(role, buf, len) == 0 ? buf : NULL;
+	return NULL;
+}
+
+static void role_group_done(int err, int flag, void *ud)
+{
+	(void)err;
+	(void)flag;
+	(void)ud;
+}
+
 static void online_done(int err, int first, void *ud)
 {
 	struct req *r = ud;
@@ -1197,6 +1217,9 @@ static void on_auth(const struct auth_result *res, void *ud)
 	as->refilled_ms = mono_ms();
 	sio_accept(s);
 	auto_join(a, s, as);
+	char group[STATS_GROUP_MAX];
+	if (role_group(a, res->user.role, group, sizeof group))
+		store_user_add(a->st, group, res->user.id, NULL, sio_id(s), role_group_done, NULL);
 	struct req *r = req_new(a, sio_id(s), NULL, as->user, -1);
 	if (r)
 		store_user_add(a->st, "/", r->user_id, r->name, r->sid, online_done, r);
@@ -1308,6 +1331,10 @@ static void on_disconnect(struct sio_socket *s, const char *reason, void *ud)
 				store_room_remove(a->st, "/", j->room, r->user_id, sio_id(s),
 				                  left_on_disconnect, r);
 		}
+		char group[STATS_GROUP_MAX];
+		if (role_group(a, ctx_str(as->user, "role"), group, sizeof group))
+			store_user_remove(a->st, group, ctx_str(as->user, "id"), sio_id(s), role_group_done,
+			                  NULL);
 		struct req *r = req_new(a, "", NULL, as->user, -1);
 		if (r)
 			store_user_remove(a->st, "/", r->user_id, sio_id(s), offline_done, r);
@@ -1358,8 +1385,10 @@ static void on_reaped(const char *nsp, const char *room, const char *user, const
                       json_object *info, void *ud)
 {
 	struct app *a = ud;
-	json_object *u = json_object_new_object(), *ev, *req = NULL;
-	(void)nsp;                   /* the application serves "/" */
+	json_object *u, *ev, *req = NULL;
+	if (strcmp(nsp, "/") != 0)   /* a role's group (role_group): only counted */
+		return;
+	u = json_object_new_object();
 	json_object_object_add(u, "id", json_object_new_string(user));
 	json_object_object_add(u, "name", json_object_new_string(*name ? name : user));
 	if (!room) {
@@ -1404,6 +1433,9 @@ static void on_resync(void *ud)
 			               resync_room, NULL);
 			json_object_put(info);
 		}
+		char group[STATS_GROUP_MAX];
+		if (role_group(a, ctx_str(as->user, "role"), group, sizeof group))
+			store_user_add(a->st, group, r->user_id, NULL, sid, role_group_done, NULL);
 		store_user_add(a->st, "/", r->user_id, r->name, sid, resync_online, r);
 	}
 	if (n)

@@ -5,7 +5,8 @@
  * reply is built in a buffer (or json-c objects) freed after it is queued.
  *
  * /stats asks the store how many users are online in the cluster
- * (users_count: one HLEN on Redis). The request is suspended meanwhile;
+ * (users_count: one HLEN on Redis), and in the group of each role the
+ * profile's stats.roles names (one more each). The request is suspended meanwhile;
  * requests that come while a count is under way wait for the same one.
  * A count that takes longer than COUNT_WAIT_MS is not waited for: those
  * requests are answered with "cluster": null and the reason, and the late
@@ -30,6 +31,7 @@
 #include "log.h"
 #include "sio.h"
 #include "stats.h"
+#include "tmpl.h"
 #include "util.h"
 #include "ws.h"
 
@@ -66,14 +68,20 @@ struct latency {
 	uint64_t count, sum_ns, errors;
 };
 
+/* The cluster's counts: its users, and those of each counted role. */
+struct counts {
+	uint64_t users;
+	uint64_t roles[PROFILE_STATS_ROLES];
+};
+
 /* A /stats request waiting for the cluster's count. */
 struct waiter {
 	struct waiter *prev, *next;
 	struct http_req *req;
 	int listed;
 	int answered;
-	const char *why;             /* NULL: the count is in users */
-	uint64_t users;
+	const char *why;             /* NULL: the counts are in n */
+	struct counts n;
 };
 
 static struct {
@@ -97,13 +105,16 @@ static struct {
 	/* set by stats_start and stats_watch_store */
 	struct event_base *base;
 	const struct config *cfg;
+	const struct profile *p;            /* NULL: the conformance profile */
 	struct store *store;
 	struct redis *redis;
 	uint64_t start_ms;
 	double start_wall;
 	/* the cluster's count */
 	struct waiter *waiting;
-	int counting;
+	int counting;                       /* counts asked and not answered */
+	int count_err;                      /* one of them failed */
+	struct counts count;                /* what they answered */
 	struct event *count_timer;
 	int stopped;
 } S = { .nev = 1, .ev = { { OTHER, 0, 0 } }, .nroles = 1, .roles = { { NULL, 0 } } };
@@ -310,6 +321,12 @@ void stats_api_request(unsigned status)
 		S.api[status]++;
 }
 
+int stats_role_group(const char *role, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "role:%s", role);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
 /* --- the store --- */
 
 static void on_store_op(enum store_op op, uint64_t ns, int err, void *ud)
@@ -423,6 +440,24 @@ static void snapshot(struct snapshot *sn)
 	ring_advance(mono_ms() / 1000);
 }
 
+/* --- the profile's fields --- */
+
+void stats_profile_fields(const char *path, json_object *doc)
+{
+	json_object *t = profile_document(S.p, path), *v = NULL;
+	const char *what = NULL;
+	if (!t)
+		return;
+	if (tmpl_eval(t, doc, &v, &what) != TMPL_OK || !json_object_is_type(v, json_type_object)) {
+		log_warn("profile %s: http %s: cannot build %s", S.p->name, path, what ? what : "it");
+		json_object_put(v);
+		return;
+	}
+	json_object_object_foreach(v, k, f)
+		json_object_object_add(doc, k, json_object_get(f));
+	json_object_put(v);
+}
+
 /* --- GET /stats --- */
 
 static json_object *jstr_or_null(const char *s)
@@ -510,7 +545,7 @@ static json_object *stats_json(const struct snapshot *sn, const struct waiter *w
 	x = json_object_new_object();
 	y = json_object_new_object();
 	json_object_object_add(x, "online", jint(S.users_ready ? dict_size(&S.users) : 0));
-	json_object_object_add(x, "cluster", w && !w->why ? jint(w->users) : NULL);
+	json_object_object_add(x, "cluster", w && !w->why ? jint(w->n.users) : NULL);
 	json_object_object_add(x, "cluster_error",
 	                       w ? jstr_or_null(w->why) : json_object_new_string("no store"));
 	for (size_t i = 1; i < S.nroles; i++)
@@ -519,6 +554,13 @@ static json_object *stats_json(const struct snapshot *sn, const struct waiter *w
 	if (S.roles[0].users)
 		json_object_object_add(y, OTHER, jint(S.roles[0].users));
 	json_object_object_add(x, "by_role", y);
+	y = NULL;
+	if (w && !w->why) {
+		y = json_object_new_object();
+		for (size_t i = 0; S.p && i < S.p->nstats_roles; i++)
+			json_object_object_add(y, S.p->stats_roles[i], jint(w->n.roles[i]));
+	}
+	json_object_object_add(x, "cluster_by_role", y);
 	json_object_object_add(o, "users", x);
 
 	x = json_object_new_object();
@@ -569,6 +611,7 @@ static enum MHD_Result reply_stats(struct http_req *req, const struct waiter *w)
 	struct snapshot sn;
 	snapshot(&sn);
 	json_object *o = stats_json(&sn, w);
+	stats_profile_fields("/stats", o);
 	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 	                                                     JSON_C_TO_STRING_NOSLASHESCAPE);
 	enum MHD_Result r = http_reply_json(req->conn, MHD_HTTP_OK, text);
@@ -597,8 +640,8 @@ static void waiter_free(struct http_req *req)
 	req->ctx = NULL;
 }
 
-/* Resumes every waiting request: with the count n, or why there is none. */
-static void answer_waiters(const char *why, uint64_t n)
+/* Resumes every waiting request: with the counts n, or why there are none. */
+static void answer_waiters(const char *why, const struct counts *n)
 {
 	if (S.waiting)
 		http_wakeup();
@@ -607,19 +650,26 @@ static void answer_waiters(const char *why, uint64_t n)
 		waiter_unlist(w);
 		w->answered = 1;
 		w->why = why;
-		w->users = n;
+		if (n)
+			w->n = *n;
 		MHD_resume_connection(w->req->conn);
 	}
 	if (S.count_timer)
 		evtimer_del(S.count_timer);
 }
 
+/* One count of the batch count_users() asked; ud: -1 for the users, else
+ * the index of the role. The last to come answers the waiters. */
 static void on_users_counted(int err, uint64_t n, void *ud)
 {
-	(void)ud;
-	S.counting = 0;
-	if (!S.stopped)
-		answer_waiters(err ? "store unavailable" : NULL, n);
+	intptr_t i = (intptr_t)ud;
+	if (i < 0)
+		S.count.users = n;
+	else
+		S.count.roles[i] = n;
+	S.count_err |= err != 0;
+	if (--S.counting == 0 && !S.stopped)
+		answer_waiters(S.count_err ? "store unavailable" : NULL, &S.count);
 }
 
 static void on_count_timeout(evutil_socket_t fd, short what, void *arg)
@@ -627,14 +677,22 @@ static void on_count_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	answer_waiters("store timeout", 0);
+	answer_waiters("store timeout", NULL);
 }
 
 static void count_users(void)
 {
 	if (!S.counting) {
-		S.counting = 1;
-		store_users_count(S.store, "/", on_users_counted, NULL);
+		size_t n = S.p ? S.p->nstats_roles : 0;
+		char group[STATS_GROUP_MAX];
+		S.counting = 1 + (int)n;
+		S.count_err = 0;
+		memset(&S.count, 0, sizeof S.count);
+		store_users_count(S.store, "/", on_users_counted, (void *)(intptr_t)-1);
+		for (size_t i = 0; i < n; i++) {
+			(void)stats_role_group(S.p->stats_roles[i], group, sizeof group);   /* they fit */
+			store_users_count(S.store, group, on_users_counted, (void *)(intptr_t)i);
+		}
 	}
 	if (S.count_timer && !evtimer_pending(S.count_timer, NULL)) {
 		struct timeval tv = { COUNT_WAIT_MS / 1000, (COUNT_WAIT_MS % 1000) * 1000 };
@@ -878,6 +936,7 @@ int stats_start(struct event_base *base, const struct config *cfg, const struct 
 {
 	S.base = base;
 	S.cfg = cfg;
+	S.p = p;
 	S.start_ms = mono_ms();
 	S.start_wall = (double)wall_ms() / 1000.0;
 	S.ring_sec = S.start_ms / 1000;
@@ -892,7 +951,7 @@ int stats_start(struct event_base *base, const struct config *cfg, const struct 
 
 void stats_stop(void)
 {
-	answer_waiters("shutting down", 0);
+	answer_waiters("shutting down", NULL);
 	S.stopped = 1;
 	if (S.count_timer)
 		event_free(S.count_timer);

@@ -2,9 +2,11 @@
  *
  *   GET /stats     JSON: connections, sessions by transport, sockets and
  *                  rooms, users (this instance, the cluster's from the
- *                  store, by role), events in and out (totals, per second
- *                  over the last 10 s, the busiest names), the store and
- *                  Redis, the process. The shape is aeolusd(8)'s.
+ *                  store, by role here, and in the cluster for the roles
+ *                  the profile counts), events in and out (totals, per
+ *                  second over the last 10 s, the busiest names), the store
+ *                  and Redis, the process. The shape is aeolusd(8)'s, plus
+ *                  the profile's fields (stats_profile_fields).
  *   GET /metrics   the same and more as Prometheus text (format 0.0.4).
  *
  * The counters are incremented where things happen, at one place each:
@@ -24,6 +26,7 @@
 
 #include <stddef.h>
 #include <event2/event.h>
+#include <json-c/json.h>
 
 #include "config.h"
 #include "profile.h"
@@ -43,6 +46,22 @@ void stats_user_on(const char *user, const char *role);
 void stats_user_off(const char *user, const char *role);
 /* The HTTP API answered a request with status. */
 void stats_api_request(unsigned status);
+
+/* The roles a profile's stats.roles names are counted across the cluster
+ * (users.cluster_by_role): the application makes each socket of a user
+ * with such a role present, in the store, in the role's group as well as in
+ * its namespace. A group is a presence namespace of its own, "role:ROLE"
+ * (a Socket.IO namespace starts with '/'): its name goes into buf (at least
+ * STATS_GROUP_MAX bytes for a role of the profile). Returns 0, or -1 when
+ * it does not fit. */
+#define STATS_GROUP_MAX 256
+int stats_role_group(const char *role, char *buf, size_t len);
+
+/* Adds the profile's fields (its member "http", aeolus-profile(5)) for the
+ * document at path ("/", "/health", "/stats") to doc, each evaluated over
+ * doc as it was; a field of the same name is replaced. Nothing without a
+ * profile (stats_start) or fields for path. */
+void stats_profile_fields(const char *path, json_object *doc);
 
 /* --- the endpoints --- */
 
