@@ -94,6 +94,7 @@ static const struct key keys[] = {
 static const struct { const char *env, *key; } env_keys[] = {
 	{ "PORT", "server.port" },
 	{ "CORS_ORIGIN", "cors.origins" },
+	{ "CORS_ORIGINS", "cors.origins" },           /* seed 002's gateway's name */
 	{ "LOG_LEVEL", "log.level" },
 	{ "WS_MAX_CONNECTIONS", "server.max_connections" },
 	{ "REDIS_URL", "redis.url" },
@@ -486,12 +487,16 @@ int config_read_file(const char *path, struct config_source **list, size_t *n,
 int config_read_env(struct config_source **list, size_t *n)
 {
 	char origin[64];
-	/* Seed 002 names the Redis server by host and port. */
+	/* Seed 002 names the Redis server by host and port, with a password
+	 * and a database number when they are set. */
 	const char *host = getenv("REDIS_HOST");
 	if (host && *host) {
-		char url[512];
-		const char *port = getenv("REDIS_PORT");
-		snprintf(url, sizeof url, "redis://%s:%s", host, port && *port ? port : "6379");
+		char url[1024];
+		const char *port = getenv("REDIS_PORT"), *pw = getenv("REDIS_PASSWORD");
+		const char *db = getenv("REDIS_DB");
+		snprintf(url, sizeof url, "redis://%s%s%s%s:%s%s%s", pw && *pw ? ":" : "", pw && *pw ? pw : "",
+		         pw && *pw ? "@" : "", host, port && *port ? port : "6379", db && *db ? "/" : "",
+		         db && *db ? db : "");
 		if (config_source_add(list, n, "environment REDIS_HOST", "redis.url", url) < 0)
 			return -1;
 	}

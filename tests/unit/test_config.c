@@ -583,6 +583,53 @@ START_TEST(read_env_api)
 }
 END_TEST
 
+/* Seed 002's variables: the Redis server by host, port, password and
+ * database (REDIS_URL wins), and its gateway's CORS_ORIGINS. */
+START_TEST(read_env_teloo)
+{
+	struct config_source *list = NULL;
+	size_t n = 0;
+	struct config c;
+	char err[256];
+
+	setenv("REDIS_HOST", "redis.local", 1);
+	setenv("CORS_ORIGINS", "http://a.test,http://b.test", 1);
+	ck_assert_int_eq(config_read_env(&list, &n), 0);
+	config_defaults(&c);
+	ck_assert_msg(config_build(&c, list, n, err, sizeof err) == 0, "%s", err);
+	ck_assert_str_eq(c.redis_url, "redis://redis.local:6379");
+	ck_assert_str_eq(c.cors_origins, "http://a.test,http://b.test");
+	config_free(&c);
+	config_sources_free(list, n);
+
+	list = NULL;
+	n = 0;
+	setenv("REDIS_PORT", "6380", 1);
+	setenv("REDIS_PASSWORD", "pw", 1);
+	setenv("REDIS_DB", "2", 1);
+	ck_assert_int_eq(config_read_env(&list, &n), 0);
+	config_defaults(&c);
+	ck_assert_msg(config_build(&c, list, n, err, sizeof err) == 0, "%s", err);
+	ck_assert_str_eq(c.redis_url, "redis://:pw@redis.local:6380/2");
+	config_free(&c);
+	config_sources_free(list, n);
+
+	list = NULL;
+	n = 0;
+	setenv("REDIS_URL", "redis://other:6379/0", 1);
+	ck_assert_int_eq(config_read_env(&list, &n), 0);
+	config_defaults(&c);
+	ck_assert_msg(config_build(&c, list, n, err, sizeof err) == 0, "%s", err);
+	ck_assert_str_eq(c.redis_url, "redis://other:6379/0");
+	config_free(&c);
+	config_sources_free(list, n);
+	const char *vars[] = { "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB", "REDIS_URL",
+	                       "CORS_ORIGINS" };
+	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+		unsetenv(vars[i]);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------
  * config_dump */
 
@@ -745,6 +792,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, read_file_long_line);
 	tcase_add_test(tc, read_env);
 	tcase_add_test(tc, read_env_api);
+	tcase_add_test(tc, read_env_teloo);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("build");
