@@ -151,8 +151,8 @@ async function telooClients() {
     c2: await as(tA, 'c2', null, 'c2 (no role)@A'),
   };
   for (const c of [t.admin, t.c1]) {
-    const ack = await c.request('subscribe_solicitud', { solicitud_id: 7 });
-    assert.deepEqual(ack, { room: 'solicitud_7' });
+    c.emit('subscribe_solicitud', { solicitud_id: 7 });
+    assert.deepEqual(await c.next('subscribed'), { room: 'solicitud_7' });
   }
   t.all = Object.values(t);
   t.admins = [t.admin, t.analyst];
