@@ -30,6 +30,13 @@ static void eval_all(struct profile *p)
 			free(tmpl_string(ev->emits[k].event, ctx));
 		}
 	}
+	static const char *const docs[] = { "/", "/health", "/stats" };
+	for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+		json_object *t = profile_document(p, docs[i]), *out;
+		const char *what;
+		if (t && tmpl_eval(t, ctx, &out, &what) == TMPL_OK)
+			json_object_put(out);
+	}
 	json_object_put(ctx);
 }
 
