@@ -19,6 +19,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { io } from 'socket.io-client';
 import { makeTest, finish, freePort, daemonPath, AEOLUS_ONLY } from './helpers.mjs';
+import { startProxy } from './cluster-lib.mjs';
 import {
   startApp, startRedis, haveRedis, connect, refused, closeAll, jwt, SECRET, PROFILE_DIR,
   sleep, withTimeout, T, QUIET, SLOW,
@@ -402,6 +403,40 @@ test('evaluacion, cliente and notificacion channels reach the rooms of SPEC 6', 
   msg = { mensaje: 'a todos', n };
   await publish('notificacion.sistema', msg);
   await expectOnce([t.admin, t.advisorA, t.advisorB], 'notificacion_sistema', msg, n);
+});
+
+test('no sticky sessions: a polling client whose requests go to A and B in turn subscribes and gets the Core API\'s events once', { skip: skipRedis }, async () => {
+  const proxy = await startProxy([A, B]);
+  try {
+    const u = mark();
+    const poller = await user(proxy, `p-${u}`, 'ADVISOR', { transports: ['polling'], label: 'advisor via the proxy' });
+    const other = await user(B, `o-${u}`, 'CLIENT', { transports: ['websocket'], label: 'client@B' });
+    const id = `rr-${u}`;
+    for (const c of [poller, other]) {
+      c.emit('subscribe_solicitud', { solicitud_id: id });
+      assert.deepEqual(await c.next('subscribed'), { room: `solicitud_${id}` });
+    }
+    for (const [channel, event, targets] of [
+      ['solicitud.updated', 'solicitud_updated', [poller, other]],
+      ['solicitud.created', 'solicitud_created', [poller, other]],     // advisor and subscriber: once
+      ['oferta.created', 'oferta_created', [poller, other]],
+    ]) {
+      const n = mark();
+      const msg = { solicitud_id: id, asesor_id: `p-${u}`, n };
+      await publish(channel, msg);
+      for (const c of targets) assert.deepEqual(await c.next(event, (x) => x.n === n), msg, c.label);
+      await sleep(QUIET);
+      for (const c of targets) assert.equal(got(c, event, n).length, 1, `${c.label}: ${event} once`);
+    }
+    const sid = poller.socket.io.engine.id;
+    assert.equal(proxy.instancesFor(sid).size, 2, proxy.describe(sid));
+    assert.deepEqual(proxy.failures(sid), []);
+  } finally {
+    closeAll();
+    // the poller's goodbye goes through the proxy: let it arrive before closing it
+    await statsUntil(A, (x) => x.connected_users === 0, 'the clients gone').catch(() => {});
+    await proxy.close();
+  }
 });
 
 test('user_joined and user_left cross the instances', { skip: skipRedis }, async () => {
