@@ -356,6 +356,39 @@ START_TEST(route_errors)
 }
 END_TEST
 
+/* --- malformed history and each members: the file, the line and why --- */
+
+static const struct { const char *member, *err; } bad_members[] = {
+	{ "\"history\": 3", "test.json:2: profile: \"history\" must be an object" },
+	{ "\"history\": {\"size\": 5}",
+	  "test.json:2: history: \"key\" (a template of a list's key) is required" },
+	{ "\"history\": {\"key\": \"\"}",
+	  "test.json:2: history: \"key\" (a template of a list's key) is required" },
+	{ "\"history\": {\"key\": \"h_{room\"}", "test.json:2: history: unclosed '{' in \"h_{room\"" },
+	{ "\"history\": {\"key\": \"h\",\n \"size\": 0}",
+	  "test.json:3: history: \"size\" must be from 1 to 100000" },
+	{ "\"history\": {\"key\": \"h\", \"size\": \"5\"}",
+	  "test.json:2: history: \"size\" must be a number" },
+	{ "\"history\": {\"key\": \"h\",\n \"raw\": true}",
+	  "test.json:3: history: unknown member \"raw\"" },
+	{ "\"events\": {\"j\": {\"emit\": [{\"event\": \"e\",\n \"each\": \"a b\"}]}}",
+	  "test.json:3: event \"j\": \"each\" must be a context path" },
+	{ "\"events\": {\"j\": {\"emit\": [{\"event\": \"e\",\n \"each\": 1}]}}",
+	  "test.json:3: event \"j\": \"each\" must be a context path" },
+	{ "\"events\": {\"j\": {\"emit\": [{\"reply\": true,\n \"each\": \"history\"}]}}",
+	  "test.json:3: event \"j\": \"each\" cannot go with \"reply\"" },
+};
+
+START_TEST(member_errors)
+{
+	char text[1024], err[512];
+	snprintf(text, sizeof text, "{\"name\": \"t\",\n %s\n}\n", bad_members[_i].member);
+	struct profile *p = profile_parse(text, strlen(text), "test.json", err, sizeof err);
+	ck_assert_ptr_null(p);
+	ck_assert_str_eq(err, bad_members[_i].err);
+}
+END_TEST
+
 static Suite *routes_suite(void)
 {
 	Suite *s = suite_create("routes");
@@ -374,6 +407,10 @@ static Suite *routes_suite(void)
 
 	tc = tcase_create("errors");
 	tcase_add_loop_test(tc, route_errors, 0, (int)(sizeof bad / sizeof bad[0]));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("lists");
+	tcase_add_loop_test(tc, member_errors, 0, (int)(sizeof bad_members / sizeof bad_members[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }
