@@ -356,7 +356,26 @@ START_TEST(route_errors)
 }
 END_TEST
 
-/* --- malformed history and each members: the file, the line and why --- */
+/* --- the members for lists shared with another program: history, each --- */
+
+START_TEST(peerprep_history)
+{
+	load("peerprep");
+	ck_assert_ptr_nonnull(prof->history_key);
+	ck_assert_str_eq(json_object_get_string(prof->history_key), "chat_history_{room}");
+	ck_assert_uint_eq(prof->history_size, 100);
+	const struct event_spec *join = profile_event(prof, "join");
+	ck_assert_ptr_nonnull(join);
+	ck_assert_uint_eq(join->nemits, 2);
+	ck_assert_str_eq(join->emits[0].each, "history");
+	ck_assert_ptr_null(join->emits[1].each);
+	unload();
+	load("aeolus");
+	ck_assert_ptr_null(prof->history_key);
+	ck_assert_uint_eq(prof->history_size, 0);
+	unload();
+}
+END_TEST
 
 static const struct { const char *member, *err; } bad_members[] = {
 	{ "\"history\": 3", "test.json:2: profile: \"history\" must be an object" },
@@ -410,6 +429,7 @@ static Suite *routes_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("lists");
+	tcase_add_test(tc, peerprep_history);
 	tcase_add_loop_test(tc, member_errors, 0, (int)(sizeof bad_members / sizeof bad_members[0]));
 	suite_add_tcase(s, tc);
 	return s;
