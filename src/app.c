@@ -269,7 +269,7 @@ static struct sio_out *encode_emit(struct req *r, const char *name, json_object 
 
 #define MAX_TARGETS 64
 
-static void emit_one(struct req *r, struct sio_socket *self, const struct emit_spec *e)
+static void emit_item(struct req *r, struct sio_socket *self, const struct emit_spec *e)
 {
 	struct app *a = r->app;
 	json_object *data = NULL;
@@ -362,6 +362,23 @@ static void emit_one(struct req *r, struct sio_socket *self, const struct emit_s
 	if (nexcept)
 		free(except[0]);
 	sio_out_free(o);
+}
+
+/* An emit: once, or with "each" once per element of the array at its path
+ * (none when there is no array), the element in the context as item. */
+static void emit_one(struct req *r, struct sio_socket *self, const struct emit_spec *e)
+{
+	if (!e->each)
+		return emit_item(r, self, e);
+	/* Held: "item" may replace what the path led to. */
+	json_object *list = json_object_get(tmpl_lookup(r->ctx, e->each, strlen(e->each)));
+	size_t n = json_object_is_type(list, json_type_array) ? json_object_array_length(list) : 0;
+	for (size_t i = 0; i < n; i++) {
+		ctx_set(r->ctx, "item", json_object_get(json_object_array_get_idx(list, i)));
+		emit_item(r, self, e);
+	}
+	json_object_object_del(r->ctx, "item");
+	json_object_put(list);
 }
 
 static void run_emits(struct req *r, const struct emit_spec *emits, size_t n)
@@ -486,9 +503,38 @@ static int token_allows(struct app_sock *as, const char *pattern, const char *ro
 
 /* --- actions --- */
 
+/* The profile's "history": the rooms' histories are lists another program
+ * shares (store.h, list_append), named by a template over the context.
+ * Returns the key for r's room (malloc'd), or NULL: the store's own
+ * histories (*bad untouched), or a key that cannot be built (*bad set). */
+static char *history_list(struct req *r, int *bad)
+{
+	if (!r->app->p->history_key)
+		return NULL;
+	char *key = tmpl_string(r->app->p->history_key, r->ctx);
+	if (!key || !*key) {
+		free(key);
+		*bad = 1;
+		return NULL;
+	}
+	return key;
+}
+
+/* How many messages a history keeps, at most. */
+static unsigned history_cap(const struct app *a)
+{
+	return a->p->history_key && a->p->history_size ? a->p->history_size
+	                                              : (unsigned)a->cfg->history_size;
+}
+
+/* The acting socket must have joined the room, unless args.members_only
+ * is false. */
 static int in_room_or_fail(struct req *r, struct sio_socket *s)
 {
-	if (r->room && s && !sio_in_room(s, r->room)) {
+	json_object *only = arg(r, "members_only", NULL);
+	int need = !only || tmpl_truthy(only);
+	json_object_put(only);
+	if (need && r->room && s && !sio_in_room(s, r->room)) {
 		fail(r, "not_member", NULL, 0);
 		return 0;
 	}
@@ -519,12 +565,25 @@ static void join_members_done(int err, json_object *v, void *ud)
 		done(r);
 		return;
 	}
-	struct history_query q = { since, NULL,
-	                           (unsigned)(n > 0 ? n : r->app->cfg->history_size) };
-	if (q.limit > (unsigned)r->app->cfg->history_size)
-		q.limit = (unsigned)r->app->cfg->history_size;
-	store_history_get(r->app->st, r->room, &q, join_history_done, r);
+	unsigned cap = history_cap(r->app);
+	struct history_query q = { since, NULL, n > 0 && (uint64_t)n < cap ? (unsigned)n : cap };
+	int nokey = 0;
+	char *list = history_list(r, &nokey);
+	if (list && since) {
+		free(since);
+		free(list);
+		return fail(r, "bad_request", "this history has no message ids: since", 0);
+	}
+	if (nokey) {
+		free(since);
+		return fail(r, "bad_request", "the history's key cannot be built", 0);
+	}
+	if (list)
+		store_list_tail(r->app->st, list, q.limit, join_history_done, r);
+	else
+		store_history_get(r->app->st, r->room, &q, join_history_done, r);
 	free(since);
+	free(list);
 }
 
 static void join_added(int err, int first, void *ud)
@@ -666,6 +725,14 @@ static void send_stored(int err, json_object *msg, void *ud)
 	done(r);
 }
 
+static void send_listed(int err, void *ud)
+{
+	struct req *r = ud;
+	if (err)
+		return fail_store(r);
+	done(r);
+}
+
 /* The message is built and stored (or not) once the checks passed. */
 static void send_now(struct req *r, json_object *settings)
 {
@@ -684,10 +751,22 @@ static void send_now(struct req *r, json_object *settings)
 		return;
 	}
 	json_object *hs;
-	int cap = r->app->cfg->history_size;
+	int cap = (int)history_cap(r->app);
 	if (settings && json_object_object_get_ex(settings, "historySize", &hs) &&
 	    json_object_is_type(hs, json_type_int))
 		cap = json_object_get_int(hs);
+	int nokey = 0;
+	char *list = history_list(r, &nokey);
+	if (nokey) {
+		json_object_put(msg);
+		return fail(r, "bad_request", "the history's key cannot be built", 0);
+	}
+	if (list) {              /* kept as built: no id */
+		ctx_set(r->ctx, "message", msg);
+		store_list_append(r->app->st, list, msg, (unsigned)cap, send_listed, r);
+		free(list);
+		return;
+	}
 	store_history_add(r->app->st, r->room, msg, (unsigned)cap, send_stored, r);
 	json_object_put(msg);
 }
@@ -858,10 +937,20 @@ static void act_history(struct req *r, struct sio_socket *s)
 	}
 	int64_t limit = lim ? json_object_get_int64(lim) : 50;
 	json_object_put(lim);
-	if (limit <= 0 || limit > r->app->cfg->history_size)
-		limit = r->app->cfg->history_size;
-	struct history_query q = { after, before, (unsigned)limit };
-	store_history_get(r->app->st, r->room, &q, history_done, r);
+	unsigned cap = history_cap(r->app);
+	struct history_query q = { after, before, limit <= 0 || (uint64_t)limit > cap ? cap
+	                                                                            : (unsigned)limit };
+	int nokey = 0;
+	char *list = history_list(r, &nokey);
+	if (list && (after || before))
+		fail(r, "bad_request", "this history has no message ids: after, before", 0);
+	else if (nokey)
+		fail(r, "bad_request", "the history's key cannot be built", 0);
+	else if (list)
+		store_list_tail(r->app->st, list, q.limit, history_done, r);
+	else
+		store_history_get(r->app->st, r->room, &q, history_done, r);
+	free(list);
 	free(after);
 	free(before);
 }

@@ -235,10 +235,12 @@ static int templ(struct parser *ps, json_object *t, const char *key, const char 
 	return 0;
 }
 
+static int valid_path(const char *s);
+
 static int parse_emit(struct parser *ps, json_object *o, struct emit_spec *e, const char *where)
 {
 	static const char *const keys[] = { "event", "to", "room", "user", "exclude", "when",
-	                                    "reply", "data", "comment", NULL };
+	                                    "reply", "each", "data", "comment", NULL };
 	json_object *v;
 
 	memset(e, 0, sizeof *e);
@@ -289,6 +291,13 @@ static int parse_emit(struct parser *ps, json_object *o, struct emit_spec *e, co
 		const char *w = json_object_get_string(v);
 		e->when_not = w[0] == '!';
 		e->when = strdup(w + e->when_not);
+	}
+	if (json_object_object_get_ex(o, "each", &v)) {
+		if (!json_object_is_type(v, json_type_string) || !valid_path(json_object_get_string(v)))
+			return fail(ps, "each", "%s: \"each\" must be a context path", where, NULL);
+		if (e->reply)
+			return fail(ps, "each", "%s: \"each\" cannot go with \"reply\"", where, NULL);
+		e->each = strdup(json_object_get_string(v));
 	}
 	json_object_object_get_ex(o, "data", &e->data);
 	if (templ(ps, e->event, "event", where) < 0 || templ(ps, e->room, "room", where) < 0 ||
@@ -363,10 +372,14 @@ static void free_event(struct event_spec *ev)
 	free_list(ev->require, ev->nrequire);
 	free_list(ev->self, ev->nself);
 	free(ev->on_disconnect);
-	for (size_t i = 0; i < ev->nemits; i++)
+	for (size_t i = 0; i < ev->nemits; i++) {
 		free(ev->emits[i].when);
-	for (size_t i = 0; i < ev->nexpired; i++)
+		free(ev->emits[i].each);
+	}
+	for (size_t i = 0; i < ev->nexpired; i++) {
 		free(ev->expired[i].when);
+		free(ev->expired[i].each);
+	}
 	free(ev->emits);
 	free(ev->expired);
 }
@@ -425,6 +438,33 @@ static int parse_rooms(struct parser *ps, json_object *o)
 		return -1;
 	if (json_object_object_get_ex(o, "from_token", &v))
 		p->rooms_from_token = json_object_get_boolean(v);
+	return 0;
+}
+
+/* "history": {"key": template, "size": n}. */
+static int parse_history(struct parser *ps, json_object *o)
+{
+	static const char *const keys[] = { "key", "size", "comment", NULL };
+	struct profile *p = ps->p;
+	json_object *v;
+	if (!o)
+		return 0;
+	if (check_keys(ps, o, "history", keys) < 0)
+		return -1;
+	if (!json_object_object_get_ex(o, "key", &p->history_key) ||
+	    !json_object_is_type(p->history_key, json_type_string) ||
+	    json_object_get_string_len(p->history_key) == 0)
+		return fail(ps, p->history_key ? "key" : "history",
+		            "history: \"key\" (a template of a list's key) is required", NULL, NULL);
+	if (templ(ps, p->history_key, "key", "history") < 0 ||
+	    get_type(ps, o, "size", json_type_int, &v, "history") < 0)
+		return -1;
+	if (v) {
+		int64_t n = json_object_get_int64(v);
+		if (n < 1 || n > 100000)
+			return fail(ps, "size", "history: \"size\" must be from 1 to 100000", NULL, NULL);
+		p->history_size = (unsigned)n;
+	}
 	return 0;
 }
 
@@ -760,7 +800,8 @@ static int parse_stats(struct parser *ps, json_object *o)
 static int parse_root(struct parser *ps, json_object *root)
 {
 	static const char *const keys[] = { "name", "description", "path", "auth", "rooms", "ack",
-	                                    "error", "on", "events", "api", "bus", "http", "stats",
+	                                    "error", "on", "events", "api", "history", "bus", "http",
+	                                    "stats",
 	                                    "comment", NULL };
 	struct profile *p = ps->p;
 	json_object *v, *o;
@@ -777,6 +818,9 @@ static int parse_root(struct parser *ps, json_object *root)
 	if (get_type(ps, root, "auth", json_type_object, &o, "profile") < 0 || parse_auth(ps, o) < 0)
 		return -1;
 	if (get_type(ps, root, "rooms", json_type_object, &o, "profile") < 0 || parse_rooms(ps, o) < 0)
+		return -1;
+	if (get_type(ps, root, "history", json_type_object, &o, "profile") < 0 ||
+	    parse_history(ps, o) < 0)
 		return -1;
 	if (get_type(ps, root, "ack", json_type_object, &o, "profile") < 0)
 		return -1;
@@ -942,6 +986,7 @@ void profile_free(struct profile *p)
 	free(p->default_role);
 	free_list(p->stats_roles, p->nstats_roles);
 	free(p->error.when);
+	free(p->error.each);
 	for (size_t i = 0; i < p->nevents; i++)
 		free_event(&p->events[i]);
 	free(p->events);

@@ -12,6 +12,7 @@
  *   error    {code, message, retryAfter}   (error templates only)
  *   + what the action adds: room, first, last, members, history, message,
  *     users, messages, settings, typing, expiresAt...
+ *   item     in an emit with "each": the current element
  *
  * Lifecycle hooks (connect, disconnect, online, offline) are event specs too.
  *
@@ -43,6 +44,7 @@ struct emit_spec {
 	int when_not;                /* "!path": must be falsy */
 	int reply;                   /* the answer to the request: an ack when one was asked */
 	int ack_only;                /* reply with no event when no ack was asked */
+	char *each;                  /* path of an array: one emit per element (item); or NULL */
 	json_object *data;           /* template of the payload (NULL: no argument) */
 };
 
@@ -142,6 +144,10 @@ struct profile {
 	 * client: their names are the vocabulary's all the same. */
 	struct event_spec *api_events;
 	size_t napi_events;
+	/* "history": the rooms' histories are lists another program shares
+	 * (store.h, list_append), or NULL: the store's own, with ids. */
+	json_object *history_key;    /* template of the list's key (over the context) */
+	unsigned history_size;       /* elements kept, 1..100000; 0 (not given): history.size */
 	struct bus_route *routes;    /* in file order */
 	size_t nroutes;
 	/* operator endpoints */

@@ -124,6 +124,21 @@ struct store_ops {
 	void (*history_get)(struct store *st, const char *channel, const struct history_query *q,
 	                    store_json_cb cb, void *ud);
 
+	/* Lists shared with another program (a service whose data the
+	 * application keeps serving): the list named key itself, not a name
+	 * under the store's prefix (Redis: the list at key, exactly; the
+	 * memory store: a table of its own), each element a JSON text as the
+	 * other program writes it, with no id. list_append appends msg's JSON
+	 * text (msg copied) and keeps the newest `cap` (0: none; the list is
+	 * removed). list_tail: an array of the newest `limit` elements (0:
+	 * none), oldest first, each parsed; an element that is not JSON is
+	 * left out, with a warning in the log. A key holding something other
+	 * than a list: STORE_EUNAVAIL (Redis; logged). */
+	void (*list_append)(struct store *st, const char *key, json_object *msg, unsigned cap,
+	                    store_done_cb cb, void *ud);
+	void (*list_tail)(struct store *st, const char *key, unsigned limit, store_json_cb cb,
+	                  void *ud);
+
 	/* Slow mode: takes the (key, user) slot for ms milliseconds if it is
 	 * free; atomic. Refused: ok = 0 and retry_after_ms in (0, ms]. */
 	void (*cooldown_take)(struct store *st, const char *key, const char *user, uint64_t ms,
@@ -197,7 +212,8 @@ enum store_op {
 	STORE_OP_USER_ADD, STORE_OP_USER_REMOVE, STORE_OP_USER_ONLINE, STORE_OP_USERS_COUNT,
 	STORE_OP_USERS_ONLINE, STORE_OP_ROOM_ADD, STORE_OP_ROOM_REMOVE, STORE_OP_ROOM_MEMBERS,
 	STORE_OP_CHANNEL_GET, STORE_OP_CHANNEL_SET, STORE_OP_HISTORY_ADD, STORE_OP_HISTORY_GET,
-	STORE_OP_COOLDOWN_TAKE, STORE_OP_TYPING_SET, STORE_OP_TYPING_CLEAR, STORE_OP_RETIRE,
+	STORE_OP_LIST_APPEND, STORE_OP_LIST_TAIL, STORE_OP_COOLDOWN_TAKE, STORE_OP_TYPING_SET,
+	STORE_OP_TYPING_CLEAR, STORE_OP_RETIRE,
 	STORE_NOPS
 };
 /* "user_add", ...: the names of the operations above. */
@@ -218,6 +234,8 @@ struct store *store_timed_new(struct store *inner, store_observe_cb observe, voi
 #define store_channel_set(st, ...)   (st)->ops->channel_set((st), __VA_ARGS__)
 #define store_history_add(st, ...)   (st)->ops->history_add((st), __VA_ARGS__)
 #define store_history_get(st, ...)   (st)->ops->history_get((st), __VA_ARGS__)
+#define store_list_append(st, ...)   (st)->ops->list_append((st), __VA_ARGS__)
+#define store_list_tail(st, ...)     (st)->ops->list_tail((st), __VA_ARGS__)
 #define store_cooldown_take(st, ...) (st)->ops->cooldown_take((st), __VA_ARGS__)
 #define store_typing_set(st, ...)    (st)->ops->typing_set((st), __VA_ARGS__)
 #define store_typing_clear(st, ...)  (st)->ops->typing_clear((st), __VA_ARGS__)

@@ -5,6 +5,7 @@
  *   rooms      key(nsp, room) -> group
  *   channels   channel -> json_object
  *   histories  channel -> struct history
+ *   lists      key -> struct history (list_append: no ids, next unused)
  *   cooldowns  key(key, user) -> struct timed
  *   typing     key(nsp, room, user) -> struct timed
  * A composite key is every part as "<length>:<bytes>", so no choice of room
@@ -99,7 +100,7 @@ struct mstore {
 	struct done *head, **tail;   /* the completions, in order */
 	int running;                 /* the pass is calling back */
 	int freed;                   /* store_free() came during the pass */
-	struct dict online, rooms, channels, histories, cooldowns, typing;
+	struct dict online, rooms, channels, histories, lists, cooldowns, typing;
 	struct timed **heap;
 	size_t nheap, capheap;
 	int armed;                   /* the timer is pending, for armed_at */
@@ -771,6 +772,42 @@ static void m_history_get(struct store *st, const char *channel, const struct hi
 	queue_json(m, cb, ud, a);
 }
 
+/* --- lists shared with another program --- */
+
+/* Kept as values, not text: what the memory store holds only this process
+ * wrote, so every element is JSON. */
+static void m_list_append(struct store *st, const char *key, json_object *msg, unsigned cap,
+                          store_done_cb cb, void *ud)
+{
+	struct mstore *m = (struct mstore *)st;
+	struct history *h = dict_get(&m->lists, key);
+
+	if (!h) {
+		h = xcalloc(1, sizeof *h);
+		xset(&m->lists, key, h);
+	}
+	history_push(h, jcopy(msg));
+	history_trim(h, cap);
+	if (h->len == 0) {               /* as Redis: an empty list is no list */
+		dict_del(&m->lists, key);
+		history_free(h);
+	}
+	queue_done(m, cb, ud);
+}
+
+static void m_list_tail(struct store *st, const char *key, unsigned limit, store_json_cb cb,
+                        void *ud)
+{
+	struct mstore *m = (struct mstore *)st;
+	struct history *h = dict_get(&m->lists, key);
+	json_object *a = xmust(json_object_new_array());
+
+	/* Shared, not copied: a stored element is never modified. */
+	for (size_t i = h && h->len > limit ? h->len - limit : 0; h && i < h->len; i++)
+		jpush(a, json_object_get(history_at(h, i)));
+	queue_json(m, cb, ud, a);
+}
+
 /* --- cooldowns and typing --- */
 
 static void m_cooldown_take(struct store *st, const char *key, const char *user, uint64_t ms,
@@ -847,6 +884,7 @@ static void destroy(struct mstore *m)
 	dict_clear(&m->rooms, group_free);
 	dict_clear(&m->channels, jput);
 	dict_clear(&m->histories, history_free);
+	dict_clear(&m->lists, history_free);
 	/* Every cooldown and typing entry is in the heap exactly once. */
 	for (size_t i = 0; i < m->nheap; i++)
 		timed_free(m->heap[i]);
@@ -881,6 +919,8 @@ static const struct store_ops memory_ops = {
 	.channel_set = m_channel_set,
 	.history_add = m_history_add,
 	.history_get = m_history_get,
+	.list_append = m_list_append,
+	.list_tail = m_list_tail,
 	.cooldown_take = m_cooldown_take,
 	.typing_set = m_typing_set,
 	.typing_clear = m_typing_clear,
@@ -900,6 +940,7 @@ struct store *store_memory_new(struct event_base *base)
 	dict_init(&m->rooms);
 	dict_init(&m->channels);
 	dict_init(&m->histories);
+	dict_init(&m->lists);
 	dict_init(&m->cooldowns);
 	dict_init(&m->typing);
 	buf_init(&m->key, 0);

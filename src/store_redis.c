@@ -24,6 +24,10 @@
  *                               none) for rooms
  *   P:reap-lock         string  I, the instance reaping (PX reap_after)
  *
+ * Lists shared with another program (list_append, list_tail) are the keys
+ * the application names, as they are: no prefix, no "<length>:" (they are
+ * another program's keys: RPUSH and LTRIM in one script, LRANGE).
+ *
  * Owners: a sid set and its user's field in the hash go together, removed
  * by the user_remove or room_remove that takes the last sid (Redis drops
  * empty sets and hashes); a cooldown goes with its TTL; a typing entry is
@@ -99,6 +103,7 @@
  *
  * Memory: running out of memory aborts the process, as in the memory store. */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,7 +125,7 @@
 /* --- the scripts --- */
 
 enum {
-	SC_GROUP_ADD, SC_GROUP_REMOVE, SC_HISTORY_ADD, SC_HISTORY_GET, SC_COOLDOWN,
+	SC_GROUP_ADD, SC_GROUP_REMOVE, SC_HISTORY_ADD, SC_HISTORY_GET, SC_LIST_APPEND, SC_COOLDOWN,
 	SC_TYPING_SET, SC_TYPING_CLEAR, SC_TYPING_DUE, SC_BEAT, SC_UNDO, SC_RETIRE, NSCRIPTS
 };
 
@@ -285,6 +290,15 @@ static const struct script {
 		"end\n"
 		"if hi <= lo then return {} end\n"
 		"return redis.call('LRANGE', KEYS[1], lo, hi - 1)\n" },
+	[SC_LIST_APPEND] = { 1,
+		"-- KEYS: a list. ARGV: a JSON text, the cap.\n"
+		"if ARGV[2] == '0' then\n"
+		"  redis.call('DEL', KEYS[1])\n"
+		"else\n"
+		"  redis.call('RPUSH', KEYS[1], ARGV[1])\n"
+		"  redis.call('LTRIM', KEYS[1], '-' .. ARGV[2], -1)\n"
+		"end\n"
+		"return 0\n" },
 	[SC_COOLDOWN] = { 1,
 		"-- KEYS: a cooldown. ARGV: ms. Returns 0 when taken, or the ms left.\n"
 		"local left = redis.call('PTTL', KEYS[1])\n"
@@ -353,6 +367,7 @@ enum op_kind {
 	K_CHANNEL,                   /* store_json_cb, from a string or nil */
 	K_MESSAGE,                   /* store_json_cb: history_add */
 	K_MESSAGES,                  /* store_json_cb, from an array of strings */
+	K_LIST,                      /* store_json_cb: list_tail, from an array of strings */
 	K_COOLDOWN,                  /* store_cooldown_cb */
 	K_TYPING,                    /* store_flag_cb, maybe after an expiry */
 	K_BEAT,                      /* the liveness refresh: maybe reaps, resyncs */
@@ -738,6 +753,91 @@ static int read_messages(struct op *op, const redisReply *rep)
 	return 0;
 }
 
+/* Is v standard JSON all through? json-c reads NaN and Infinity, and
+ * writes them back as it read them: no JSON parser of a client takes
+ * them. (A number too large for a double keeps its text, which is
+ * JSON.) */
+static int json_standard(json_object *v)
+{
+	switch (json_object_get_type(v)) {
+	case json_type_double:
+		if (!isfinite(json_object_get_double(v))) {
+			const char *t = json_object_to_json_string_ext(v, JSON_FLAGS);
+			return t[*t == '-'] >= '0' && t[*t == '-'] <= '9';
+		}
+		return 1;
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(v); i++)
+			if (!json_standard(json_object_array_get_idx(v, i)))
+				return 0;
+		return 1;
+	case json_type_object: {
+		json_object_object_foreach(v, k, e) {
+			(void)k;
+			if (!json_standard(e))
+				return 0;
+		}
+		return 1;
+	}
+	default:
+		return 1;
+	}
+}
+
+/* Parses an element of a list another program writes (p[n] is the NUL
+ * hiredis puts after every string), strictly: the whole text one standard
+ * JSON value, white space around it allowed. Returns 0 with the value in
+ * *out (NULL for null), or -1. */
+static int list_element(const char *p, size_t n, json_object **out)
+{
+	json_tokener *tok = xmust(json_tokener_new());
+	size_t end = 0;
+	int ok = 0;
+
+	*out = NULL;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	if (n < INT32_MAX) {
+		/* With the NUL: a number or a literal ends there, not "to be
+		 * continued"; a NUL inside the text ends it early (end < n). */
+		*out = json_tokener_parse_ex(tok, p, (int)n + 1);
+		end = json_tokener_get_parse_end(tok);
+		ok = json_tokener_get_error(tok) == json_tokener_success;
+	}
+	json_tokener_free(tok);
+	while (end < n && (p[end] == ' ' || p[end] == '\t' || p[end] == '\n' || p[end] == '\r'))
+		end++;
+	if (!ok || end != n || !json_standard(*out)) {
+		json_object_put(*out);
+		*out = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* LRANGE of a list (list_tail): its elements parsed, those that are not
+ * JSON left out, each with a warning naming the key (op's second
+ * argument). */
+static int read_list(struct op *op, const redisReply *rep)
+{
+	if (rep->type != REDIS_REPLY_ARRAY)
+		return -1;
+	op->val = xmust(json_object_new_array());
+	for (size_t i = 0; i < rep->elements; i++) {
+		const redisReply *e = rep->element[i];
+		json_object *m;
+		if (is_str(e) && list_element(e->str, e->len, &m) == 0) {
+			if (json_object_array_add(op->val, m) < 0)   /* m may be NULL: null */
+				xmust(NULL);
+			continue;
+		}
+		log_warn("redis store: list %.*s: element %zu of %zu is not JSON, left out: '%.*s'",
+		         op->argvlen[1] > 200 ? 200 : (int)op->argvlen[1], op->argv[1], i + 1,
+		         rep->elements, is_str(e) ? (e->len > 64 ? 64 : (int)e->len) : 0,
+		         is_str(e) ? e->str : "");
+	}
+	return 0;
+}
+
 /* Adds the expiry of an entry (its text) with its info (a reply). */
 static void add_expiry(struct op *op, const char *entry, size_t n, const redisReply *info)
 {
@@ -880,6 +980,8 @@ static int op_read(struct rstore *s, struct op *op, const redisReply *rep)
 		return 0;
 	case K_MESSAGES:
 		return read_messages(op, rep);
+	case K_LIST:
+		return read_list(op, rep);
 	case K_COOLDOWN:
 		if (read_integer(rep, &v) < 0 || v < 0)
 			return -1;
@@ -1006,6 +1108,7 @@ static void op_call(struct rstore *s, struct op *op)
 	case K_CHANNEL:
 	case K_MESSAGE:
 	case K_MESSAGES:
+	case K_LIST:
 		op->cb.json(err, err ? NULL : op->val, op->ud);
 		break;
 	case K_COOLDOWN:
@@ -1439,6 +1542,41 @@ static void r_history_get(struct store *st, const char *channel, const struct hi
 	op_start(s, op);
 }
 
+/* --- lists shared with another program --- */
+
+static void r_list_append(struct store *st, const char *key, json_object *msg, unsigned cap,
+                          store_done_cb cb, void *ud)
+{
+	struct rstore *s = (struct rstore *)st;
+	struct op *op = op_new(s, K_DONE, SC_LIST_APPEND, ud);
+
+	op->cb.done = cb;
+	op_str(op, key);
+	op_str(op, json_object_to_json_string_ext(msg, JSON_FLAGS));
+	op_u64(op, cap);
+	op_start(s, op);
+}
+
+static void r_list_tail(struct store *st, const char *key, unsigned limit, store_json_cb cb,
+                        void *ud)
+{
+	struct rstore *s = (struct rstore *)st;
+	struct op *op = json_op(s, K_LIST, -1, cb, ud);
+	char from[24];
+
+	op_str(op, "LRANGE");
+	op_str(op, key);
+	if (limit == 0) {
+		op->val = xmust(json_object_new_array());
+		op_local(s, op, 0);
+		return;
+	}
+	snprintf(from, sizeof from, "-%u", limit);
+	op_str(op, from);
+	op_str(op, "-1");
+	op_start(s, op);
+}
+
 /* --- cooldowns and typing --- */
 
 static void r_cooldown_take(struct store *st, const char *key, const char *user, uint64_t ms,
@@ -1555,6 +1693,8 @@ static const struct store_ops redis_ops = {
 	.channel_set = r_channel_set,
 	.history_add = r_history_add,
 	.history_get = r_history_get,
+	.list_append = r_list_append,
+	.list_tail = r_list_tail,
 	.cooldown_take = r_cooldown_take,
 	.typing_set = r_typing_set,
 	.typing_clear = r_typing_clear,

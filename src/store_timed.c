@@ -23,7 +23,7 @@
 
 /* Whoever adds an operation to store_ops or a field to struct store must
  * pass it through here too (then update these counts). */
-_Static_assert(sizeof(struct store_ops) == 18 * sizeof(void *),
+_Static_assert(sizeof(struct store_ops) == 20 * sizeof(void *),
                "store_timed.c: time the new store operation");
 _Static_assert(sizeof(struct store) == 7 * sizeof(void *),
                "store_timed.c: pass the new field of struct store on to the inner store");
@@ -41,6 +41,8 @@ const char *const store_op_names[STORE_NOPS] = {
 	[STORE_OP_CHANNEL_SET] = "channel_set",
 	[STORE_OP_HISTORY_ADD] = "history_add",
 	[STORE_OP_HISTORY_GET] = "history_get",
+	[STORE_OP_LIST_APPEND] = "list_append",
+	[STORE_OP_LIST_TAIL] = "list_tail",
 	[STORE_OP_COOLDOWN_TAKE] = "cooldown_take",
 	[STORE_OP_TYPING_SET] = "typing_set",
 	[STORE_OP_TYPING_CLEAR] = "typing_clear",
@@ -276,6 +278,21 @@ static void t_history_get(struct store *st, const char *channel, const struct hi
 	store_history_get(T(st)->inner, channel, q, json_cb, r);
 }
 
+static void t_list_append(struct store *st, const char *key, json_object *msg, unsigned cap,
+                          store_done_cb cb, void *ud)
+{
+	struct rec *r = rec_new(T(st), STORE_OP_LIST_APPEND, ud);
+	r->cb.done = cb;
+	store_list_append(T(st)->inner, key, msg, cap, done_cb, r);
+}
+
+static void t_list_tail(struct store *st, const char *key, unsigned limit, store_json_cb cb,
+                        void *ud)
+{
+	struct rec *r = rec_json(T(st), STORE_OP_LIST_TAIL, cb, ud);
+	store_list_tail(T(st)->inner, key, limit, json_cb, r);
+}
+
 static void t_cooldown_take(struct store *st, const char *key, const char *user, uint64_t ms,
                             store_cooldown_cb cb, void *ud)
 {
@@ -336,6 +353,8 @@ struct store *store_timed_new(struct store *inner, store_observe_cb observe, voi
 		.channel_set = t_channel_set,
 		.history_add = t_history_add,
 		.history_get = t_history_get,
+		.list_append = t_list_append,
+		.list_tail = t_list_tail,
 		.cooldown_take = t_cooldown_take,
 		.typing_set = t_typing_set,
 		.typing_clear = t_typing_clear,

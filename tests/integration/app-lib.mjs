@@ -44,7 +44,7 @@ let storePrefixes = 0;
 export const STORE = REDIS_STORE ? 'redis' : 'memory';
 
 async function storeSettings(env, set) {
-  if (!REDIS_STORE || env.REDIS_URL || set['redis.url']) return {};
+  if (!REDIS_STORE || env.REDIS_URL || env.REDIS_HOST || set['redis.url']) return {};
   if (!storeRedis) {
     storeRedis = startRedis();
     // the test files end without a hook for it: kill it with the process

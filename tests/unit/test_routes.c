@@ -388,6 +388,27 @@ START_TEST(profile_members)
 }
 END_TEST
 
+/* --- the members for lists shared with another program: history, each --- */
+
+START_TEST(peerprep_history)
+{
+	load("peerprep");
+	ck_assert_ptr_nonnull(prof->history_key);
+	ck_assert_str_eq(json_object_get_string(prof->history_key), "chat_history_{room}");
+	ck_assert_uint_eq(prof->history_size, 100);
+	const struct event_spec *join = profile_event(prof, "join");
+	ck_assert_ptr_nonnull(join);
+	ck_assert_uint_eq(join->nemits, 2);
+	ck_assert_str_eq(join->emits[0].each, "history");
+	ck_assert_ptr_null(join->emits[1].each);
+	unload();
+	load("aeolus");
+	ck_assert_ptr_null(prof->history_key);
+	ck_assert_uint_eq(prof->history_size, 0);
+	unload();
+}
+END_TEST
+
 static const struct { const char *member, *err; } bad_members[] = {
 	{ "\"http\": {\"/metrics\": {}}", "test.json:2: http: unknown member \"/metrics\"" },
 	{ "\"http\": {\"/\": \"x\"}", "test.json:2: http: \"/\" must be an object (of templates)" },
@@ -408,6 +429,37 @@ START_TEST(profile_member_errors)
 	struct profile *p = profile_parse(text, strlen(text), "test.json", err, sizeof err);
 	ck_assert_ptr_null(p);
 	ck_assert_str_eq(err, bad_members[_i].err);
+}
+END_TEST
+
+static const struct { const char *member, *err; } bad_lists[] = {
+	{ "\"history\": 3", "test.json:2: profile: \"history\" must be an object" },
+	{ "\"history\": {\"size\": 5}",
+	  "test.json:2: history: \"key\" (a template of a list's key) is required" },
+	{ "\"history\": {\"key\": \"\"}",
+	  "test.json:2: history: \"key\" (a template of a list's key) is required" },
+	{ "\"history\": {\"key\": \"h_{room\"}", "test.json:2: history: unclosed '{' in \"h_{room\"" },
+	{ "\"history\": {\"key\": \"h\",\n \"size\": 0}",
+	  "test.json:3: history: \"size\" must be from 1 to 100000" },
+	{ "\"history\": {\"key\": \"h\", \"size\": \"5\"}",
+	  "test.json:2: history: \"size\" must be a number" },
+	{ "\"history\": {\"key\": \"h\",\n \"raw\": true}",
+	  "test.json:3: history: unknown member \"raw\"" },
+	{ "\"events\": {\"j\": {\"emit\": [{\"event\": \"e\",\n \"each\": \"a b\"}]}}",
+	  "test.json:3: event \"j\": \"each\" must be a context path" },
+	{ "\"events\": {\"j\": {\"emit\": [{\"event\": \"e\",\n \"each\": 1}]}}",
+	  "test.json:3: event \"j\": \"each\" must be a context path" },
+	{ "\"events\": {\"j\": {\"emit\": [{\"reply\": true,\n \"each\": \"history\"}]}}",
+	  "test.json:3: event \"j\": \"each\" cannot go with \"reply\"" },
+};
+
+START_TEST(list_member_errors)
+{
+	char text[1024], err[512];
+	snprintf(text, sizeof text, "{\"name\": \"t\",\n %s\n}\n", bad_lists[_i].member);
+	struct profile *p = profile_parse(text, strlen(text), "test.json", err, sizeof err);
+	ck_assert_ptr_null(p);
+	ck_assert_str_eq(err, bad_lists[_i].err);
 }
 END_TEST
 
@@ -434,6 +486,11 @@ static Suite *routes_suite(void)
 	tc = tcase_create("members");
 	tcase_add_test(tc, profile_members);
 	tcase_add_loop_test(tc, profile_member_errors, 0, (int)(sizeof bad_members / sizeof bad_members[0]));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("lists");
+	tcase_add_test(tc, peerprep_history);
+	tcase_add_loop_test(tc, list_member_errors, 0, (int)(sizeof bad_lists / sizeof bad_lists[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -972,6 +972,69 @@ START_TEST(history_queries_after_trim)
 END_TEST
 
 /* ------------------------------------------------------------------------
+ * Lists shared with another program */
+
+/* Appends the JSON text of an element (parsed here) to the list key. */
+static void list_append(const char *key, const char *text, unsigned cap)
+{
+	struct res r = { 0 };
+	json_object *msg = json_tokener_parse(text);
+
+	ck_assert_ptr_nonnull(msg);
+	store_list_append(st, key, msg, cap, done_cb, &r);
+	json_object_put(msg);
+	await_once(&r.n);
+	ck_assert_int_eq(r.err, 0);
+}
+
+static char *list_tail(const char *key, unsigned limit)
+{
+	struct res r = { 0 };
+	store_list_tail(st, key, limit, json_cb, &r);
+	return text_of(&r);
+}
+
+START_TEST(list_tail_oldest_first_capped)
+{
+	ck_assert_text(list_tail("chat_history_r", 10), "[]");
+	list_append("chat_history_r", "{\"message\":\"a\",\"n\":1}", 3);
+	list_append("chat_history_r", "{\"message\":\"b\",\"n\":2}", 3);
+	ck_assert_text(list_tail("chat_history_r", 10),
+	               "[{\"message\":\"a\",\"n\":1},{\"message\":\"b\",\"n\":2}]");
+	list_append("chat_history_r", "[3]", 3);
+	list_append("chat_history_r", "\"four\"", 3);          /* any JSON value */
+	ck_assert_text(list_tail("chat_history_r", 10), "[{\"message\":\"b\",\"n\":2},[3],\"four\"]");
+	ck_assert_text(list_tail("chat_history_r", 2), "[[3],\"four\"]");
+	ck_assert_text(list_tail("chat_history_r", 0), "[]");
+	/* No id is added, and the stored value is a copy. */
+	struct res r = { 0 };
+	json_object *msg = json_tokener_parse("{\"id\":\"x\"}");
+	store_list_append(st, "chat_history_r", msg, 3, done_cb, &r);
+	json_object_object_add(msg, "id", json_object_new_string("changed"));
+	json_object_put(msg);
+	await_once(&r.n);
+	ck_assert_text(list_tail("chat_history_r", 1), "[{\"id\":\"x\"}]");
+	/* Other keys are other lists; a key is taken as it is. */
+	ck_assert_text(list_tail("chat_history_R", 10), "[]");
+	ck_assert_text(list_tail("chat_history_r ", 10), "[]");
+	/* Cap 0 keeps nothing. */
+	list_append("chat_history_r", "{}", 0);
+	ck_assert_text(list_tail("chat_history_r", 10), "[]");
+	list_append("chat_history_r", "{}", 5);
+	ck_assert_text(list_tail("chat_history_r", 10), "[{}]");
+}
+END_TEST
+
+START_TEST(list_apart_from_histories)
+{
+	ck_assert_uint_eq(history_add("c", 1, 10), 1);
+	list_append("c", "{\"text\":\"in the list\"}", 10);
+	ck_assert_text(history_get("c", NULL, NULL, 10), "1");
+	ck_assert_text(list_tail("c", 10), "[{\"text\":\"in the list\"}]");
+}
+END_TEST
+
+/* ------------------------------------------------------------------------
  * Cooldowns */
 
 /* Starts two takes of (key, user) at once: the first must get it. Returns
@@ -1318,6 +1381,50 @@ START_TEST(redis_keys_owned)
 	retire();
 	ck_assert_text(keys(), "test:channel:1:c test:history-id:1:c test:history:1:c");
 	ck_assert_int_eq(reaped.n, 0);
+}
+END_TEST
+
+/* A list is the key the application names, as another program writes
+ * it: RPUSH'd JSON texts, read as they are (what is not standard JSON left
+ * out), appended to in the same form, trimmed from the oldest. */
+START_TEST(redis_list_is_the_key_itself)
+{
+	redisReply *rep = server_command("RPUSH %s %s %s %s %s %s %s %s %s %s", "chat_history_r", "12",
+	                                  "tru", "\"a string\"",
+	                                  "{\"message\": \"hi\", \"username\": \"py\", \"__createdtime__\": 1632140800000}",
+	                                  "not JSON", "{\"a\": 1} trailing", "{\"a\": NaN}",
+	                                  "  {\"u\": \"caf\\u00e9\", \"x\": 1e400, \"y\": 2.50}\n", "null");
+	ck_assert_ptr_nonnull(rep);
+	freeReplyObject(rep);
+	ck_assert_text(list_tail("chat_history_r", 100),
+	               "[12,\"a string\",{\"message\":\"hi\",\"username\":\"py\",\"__createdtime__\":1632140800000},"
+	               "{\"u\":\"caf\u00e9\",\"x\":1e400,\"y\":2.50},null]");
+	ck_assert_text(list_tail("chat_history_r", 2), "[{\"u\":\"caf\u00e9\",\"x\":1e400,\"y\":2.50},null]");
+	list_append("chat_history_r", "{\"message\":\"new\",\"username\":\"u\",\"__createdtime__\":1}", 3);
+	rep = server_command("LRANGE chat_history_r 0 -1");
+	ck_assert_ptr_nonnull(rep);
+	ck_assert_int_eq(rep->type, REDIS_REPLY_ARRAY);
+	ck_assert_uint_eq(rep->elements, 3);
+	ck_assert_str_eq(rep->element[1]->str, "null");
+	ck_assert_str_eq(rep->element[0]->str, "  {\"u\": \"caf\\u00e9\", \"x\": 1e400, \"y\": 2.50}\n");
+	ck_assert_str_eq(rep->element[2]->str,
+	                 "{\"message\":\"new\",\"username\":\"u\",\"__createdtime__\":1}");
+	freeReplyObject(rep);
+	/* Nothing under the prefix. */
+	ck_assert_text(keys(), "test:instances");
+	/* A key of another type: unavailable, nothing changed. */
+	rep = server_command("SET chat_history_s x");
+	freeReplyObject(rep);
+	struct res r = { 0 };
+	json_object *msg = json_object_new_object();
+	store_list_append(st, "chat_history_s", msg, 3, done_cb, &r);
+	json_object_put(msg);
+	await_once(&r.n);
+	ck_assert_int_eq(r.err, STORE_EUNAVAIL);
+	store_list_tail(st, "chat_history_s", 3, json_cb, &r);
+	run(&r.n, 2, 1000);
+	ck_assert_int_eq(r.err, STORE_EUNAVAIL);
+	ck_assert_ptr_null(r.val);
 }
 END_TEST
 
@@ -1714,6 +1821,8 @@ START_TEST(timed_observes_each_once)
 	ck_assert_uint_eq(observed[STORE_OP_USER_ADD], 2);
 	ck_assert_uint_eq(observed[STORE_OP_USERS_COUNT], 1);
 	ck_assert_uint_eq(observed[STORE_OP_HISTORY_GET], 1);
+	ck_assert_text(list_tail("l", 10), "[]");
+	ck_assert_uint_eq(observed[STORE_OP_LIST_TAIL], 1);
 	ck_assert_uint_eq(observed[STORE_OP_USER_REMOVE], 0);
 	ck_assert_uint_eq(observed_err, 0);
 	ck_assert_uint_gt(observed_ns, 0);
@@ -1725,6 +1834,7 @@ START_TEST(timed_observes_each_once)
 	for (int i = 0; i < STORE_NOPS; i++)
 		ck_assert_ptr_nonnull(store_op_names[i]);
 	ck_assert_str_eq(store_op_names[STORE_OP_TYPING_CLEAR], "typing_clear");
+	ck_assert_str_eq(store_op_names[STORE_OP_LIST_APPEND], "list_append");
 }
 END_TEST
 
@@ -1801,6 +1911,8 @@ static void add_common(Suite *s, void (*fixture)(void), const char *const name[4
 	tcase_add_test(tc, history_add_copies);
 	tcase_add_test(tc, history_queries);
 	tcase_add_test(tc, history_queries_after_trim);
+	tcase_add_test(tc, list_tail_oldest_first_capped);
+	tcase_add_test(tc, list_apart_from_histories);
 
 	TC();                        /* expiry */
 	tcase_add_test(tc, cooldown_take_and_expire);
@@ -1853,6 +1965,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, redis_typing_expires_once_cluster_wide);
 	tcase_add_test(tc, redis_prefixes_apart);
 	tcase_add_test(tc, redis_keys_owned);
+	tcase_add_test(tc, redis_list_is_the_key_itself);
 	tcase_add_test(tc, redis_noscript);
 	suite_add_tcase(s, tc);
 
