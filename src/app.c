@@ -1144,6 +1144,55 @@ static int rate_ok(struct app *a, struct app_sock *as)
 	return 1;
 }
 
+/* A "require" entry holds: one of its fields ("a" or "a|b") is in the
+ * payload, not null and not the empty string. */
+static int required_present(json_object *payload, const char *fields)
+{
+	if (!json_object_is_type(payload, json_type_object))
+		return 0;
+	json_object_object_foreach(payload, key, v) {
+		size_t klen = strlen(key);
+		if (!v || (json_object_is_type(v, json_type_string) && json_object_get_string_len(v) == 0))
+			continue;
+		for (const char *f = fields; *f;) {
+			size_t n = strcspn(f, "|");
+			if (n == klen && memcmp(f, key, n) == 0)
+				return 1;
+			f += n + (f[n] == '|');
+		}
+	}
+	return 0;
+}
+
+/* 1, with "missing field: a or b" in msg, when a "require" entry of spec
+ * does not hold for payload; 0 when all do. */
+static int missing_field(const struct event_spec *spec, json_object *payload, char *msg,
+                         size_t len)
+{
+	for (size_t i = 0; i < spec->nrequire; i++) {
+		if (required_present(payload, spec->require[i]))
+			continue;
+		size_t n = strlen("missing field: ");
+		if (len <= n + 5) {          /* no room for the name */
+			if (len)
+				msg[0] = '\0';
+			return 1;
+		}
+		memcpy(msg, "missing field: ", n);
+		for (const char *c = spec->require[i]; *c && n + 5 < len; c++) {
+			if (*c == '|') {
+				memcpy(msg + n, " or ", 4);
+				n += 4;
+			} else {
+				msg[n++] = *c;
+			}
+		}
+		msg[n] = '\0';
+		return 1;
+	}
+	return 0;
+}
+
 static void on_event(struct sio_socket *s, const struct sio_event *ev, void *ud)
 {
 	struct app *a = ud;
@@ -1171,16 +1220,9 @@ static void on_event(struct sio_socket *s, const struct sio_event *ev, void *ud)
 	ctx_set(r->ctx, "req", payload ? json_object_get(payload) : json_object_new_object());
 	if (!rate_ok(a, as))
 		return fail(r, "rate_limited", NULL, 0);
-	for (size_t i = 0; i < spec->nrequire; i++) {
-		json_object *v;
-		if (!json_object_is_type(payload, json_type_object) ||
-		    !json_object_object_get_ex(payload, spec->require[i], &v) || !v ||
-		    (json_object_is_type(v, json_type_string) && json_object_get_string_len(v) == 0)) {
-			char msg[160];
-			snprintf(msg, sizeof msg, "missing field: %s", spec->require[i]);
-			return fail(r, "bad_request", msg, 0);
-		}
-	}
+	char msg[200];
+	if (missing_field(spec, payload, msg, sizeof msg))
+		return fail(r, "bad_request", msg, 0);
 	for (size_t i = 0; i < spec->nself; i++) {
 		json_object *v = NULL;
 		json_object_object_get_ex(payload, spec->self[i], &v);
@@ -1829,15 +1871,8 @@ void app_run(struct app *a, json_object *user, const char *event, json_object *p
 	if (api)
 		ctx_set(r->ctx, "api", json_object_get(api));
 	/* As on_event, without the rate limit: the API has its own secret. */
-	for (size_t i = 0; i < spec->nrequire; i++) {
-		json_object *v;
-		if (!json_object_is_type(payload, json_type_object) ||
-		    !json_object_object_get_ex(payload, spec->require[i], &v) || !v ||
-		    (json_object_is_type(v, json_type_string) && json_object_get_string_len(v) == 0)) {
-			snprintf(msg, sizeof msg, "missing field: %s", spec->require[i]);
-			return fail(r, "bad_request", msg, 0);
-		}
-	}
+	if (missing_field(spec, payload, msg, sizeof msg))
+		return fail(r, "bad_request", msg, 0);
 	for (size_t i = 0; i < spec->nself; i++) {
 		json_object *v = NULL;
 		json_object_object_get_ex(payload, spec->self[i], &v);

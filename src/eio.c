@@ -1051,12 +1051,19 @@ static const char lua_upgrade[] =
 	"table.insert(out, 1, 0)\n"
 	"return out\n";
 
-/* ARGV: prefix, sid, linger. The owner closed the session: what is left
- * in the list (a close packet) stays a little for the last GET. */
+/* ARGV: prefix, sid, linger, by client (1 or 0). The owner closed the
+ * session: what is left in the list (a close packet) stays a little for
+ * the last GET. When the client asked, nothing was pushed: a waiting GET
+ * ends with a noop, as on a local session. */
 static const char lua_close[] =
 	"local b = ARGV[1]..':eio:'..ARGV[2]\n"
 	"redis.call('DEL', b, b..':p')\n"
 	"redis.call('PEXPIRE', b..':q', ARGV[3])\n"
+	"local w = redis.call('GET', b..':w')\n"
+	"if w and ARGV[4] == '1' then\n"
+	"  redis.call('DEL', b..':w')\n"
+	"  redis.call('PUBLISH', ARGV[1]..':inst:'..w, 'n'..ARGV[2])\n"
+	"end\n"
 	"return 1\n";
 
 static struct { int open, push, poll, post, probe, upgrade, close; } S;
@@ -1189,8 +1196,8 @@ static void remote_close(struct eio_session *s)
 	}
 	remote_flush();
 	snprintf(linger, sizeof linger, "%u", E.cfg->ping_timeout_ms + 1000);
-	const char *argv[] = { cluster_prefix(), s->sid, linger };
-	cluster_eval(S.close, NULL, NULL, 3, argv, NULL);
+	const char *argv[] = { cluster_prefix(), s->sid, linger, s->by_client ? "1" : "0" };
+	cluster_eval(S.close, NULL, NULL, 4, argv, NULL);
 }
 
 /* Packets from the client, forwarded by whichever instance got them. */

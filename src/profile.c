@@ -328,6 +328,18 @@ static int parse_emits(struct parser *ps, json_object *o, const char *key,
 	return 0;
 }
 
+/* A "require" entry: a field name, or alternatives "a|b" (one of them is
+ * enough); no alternative may be empty. */
+static int valid_require(const char *r)
+{
+	if (!*r)
+		return 0;
+	for (const char *c = r; *c; c++)
+		if (*c == '|' && (c == r || c[1] == '|' || c[1] == '\0'))
+			return 0;
+	return 1;
+}
+
 static int parse_event(struct parser *ps, const char *name, json_object *o, struct event_spec *ev)
 {
 	static const char *const keys[] = { "action", "args", "require", "self", "errors",
@@ -361,6 +373,10 @@ static int parse_event(struct parser *ps, const char *name, json_object *o, stru
 	    parse_emits(ps, o, "emit", &ev->emits, &ev->nemits, where) < 0 ||
 	    parse_emits(ps, o, "expired", &ev->expired, &ev->nexpired, where) < 0)
 		return -1;
+	for (size_t i = 0; i < ev->nrequire; i++)
+		if (!valid_require(ev->require[i]))
+			return fail(ps, "require", "%s: \"require\": \"%s\" must be field names "
+			            "separated by |", where, ev->require[i]);
 	if (json_object_object_get_ex(o, "on_disconnect", &v))
 		ev->on_disconnect = strdup(json_object_get_string(v));
 	return 0;

@@ -52,7 +52,8 @@ struct event_spec {
 	char *name;
 	enum action action;
 	json_object *args;           /* object of templates, the action's inputs */
-	char **require;              /* req fields that must be present and non-empty */
+	char **require;              /* req fields that must be present and non-empty;
+	                              * an entry "a|b" holds when one of them is */
 	size_t nrequire;
 	char **self;                 /* req fields that must equal the user's id */
 	size_t nself;

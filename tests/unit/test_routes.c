@@ -463,6 +463,34 @@ START_TEST(list_member_errors)
 }
 END_TEST
 
+/* --- "require" of a client event: fields, or alternatives "a|b" --- */
+
+static const struct { const char *require, *err; } requires[] = {
+	{ "[\"a\", \"b|c\", \"d|e|f\"]", NULL },
+	{ "\"a|b\"", NULL },
+	{ "[\"a\",\n \"b||c\"]", "test.json:4: event \"e\": \"require\": \"b||c\" must be field names separated by |" },
+	{ "[\"|a\"]", "test.json:4: event \"e\": \"require\": \"|a\" must be field names separated by |" },
+	{ "[\"a|\"]", "test.json:4: event \"e\": \"require\": \"a|\" must be field names separated by |" },
+	{ "[\"\"]", "test.json:4: event \"e\": \"require\": \"\" must be field names separated by |" },
+	{ "[\"a\", 1]", "test.json:4: event \"e\": \"require\" must hold strings" },
+};
+
+START_TEST(event_require)
+{
+	char text[512], err[512] = "";
+	snprintf(text, sizeof text, "{\"name\": \"t\",\n \"events\": {\n  \"e\": {\"action\": \"none\",\n"
+	         "   \"require\": %s}\n }\n}\n", requires[_i].require);
+	struct profile *p = profile_parse(text, strlen(text), "test.json", err, sizeof err);
+	if (!requires[_i].err) {
+		ck_assert_msg(p != NULL, "%s: %s", requires[_i].require, err);
+		profile_free(p);
+		return;
+	}
+	ck_assert_ptr_null(p);
+	ck_assert_str_eq(err, requires[_i].err);
+}
+END_TEST
+
 static Suite *routes_suite(void)
 {
 	Suite *s = suite_create("routes");
@@ -481,6 +509,7 @@ static Suite *routes_suite(void)
 
 	tc = tcase_create("errors");
 	tcase_add_loop_test(tc, route_errors, 0, (int)(sizeof bad / sizeof bad[0]));
+	tcase_add_loop_test(tc, event_require, 0, (int)(sizeof requires / sizeof requires[0]));
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("members");
