@@ -70,18 +70,23 @@ int tmpl_truthy(json_object *v)
 	}
 }
 
-/* ISO-8601 in UTC: with milliseconds and Z, or naive (no zone, microseconds)
- * with 'T' or, as Python's str(datetime), a space between date and time. */
-static void iso_time(char *out, size_t len, uint64_t ms, int naive, char sep)
+/* ISO-8601 in UTC: ISO_MS "2026-01-06T12:00:00.000Z", ISO_NAIVE
+ * "2026-01-06T12:00:00.000000" (Python's utcnow().isoformat()), ISO_SPACE
+ * "2026-01-06 12:00:00.000000" (Python's str(datetime)), ISO_US
+ * "2026-01-06T12:00:00.000000Z" (isoformat() with a Z appended). */
+enum iso { ISO_MS, ISO_NAIVE, ISO_SPACE, ISO_US };
+
+static void iso_time(char *out, size_t len, uint64_t ms, enum iso form)
 {
 	time_t s = (time_t)(ms / 1000);
 	struct tm tm;
 	char base[32], fmt[] = "%Y-%m-%dT%H:%M:%S";
 	gmtime_r(&s, &tm);
-	fmt[8] = sep;
+	fmt[8] = form == ISO_SPACE ? ' ' : 'T';
 	strftime(base, sizeof base, fmt, &tm);
-	if (naive)
-		snprintf(out, len, "%s.%06u", base, (unsigned)(ms % 1000) * 1000);
+	if (form != ISO_MS)
+		snprintf(out, len, "%s.%06u%s", base, (unsigned)(ms % 1000) * 1000,
+		         form == ISO_US ? "Z" : "");
 	else
 		snprintf(out, len, "%s.%03uZ", base, (unsigned)(ms % 1000));
 }
@@ -163,8 +168,10 @@ static enum tmpl_err operand(const char *s, size_t n, json_object *ctx, json_obj
 			*out = json_object_new_int64((int64_t)(ms / 1000));
 			return TMPL_OK;
 		}
-		if (IS("now.iso") || IS("now.iso_naive") || IS("now.iso_space")) {
-			iso_time(iso, sizeof iso, ms, !IS("now.iso"), IS("now.iso_space") ? ' ' : 'T');
+		if (IS("now.iso") || IS("now.iso_naive") || IS("now.iso_space") || IS("now.iso_us")) {
+			iso_time(iso, sizeof iso, ms,
+			         IS("now.iso") ? ISO_MS : IS("now.iso_naive") ? ISO_NAIVE
+			         : IS("now.iso_space") ? ISO_SPACE : ISO_US);
 			*out = json_object_new_string(iso);
 			return TMPL_OK;
 		}
@@ -245,11 +252,12 @@ static enum tmpl_err convert(const char *conv, size_t cl, json_object **v)
 			*p = (char)(IS("lower") ? tolower((unsigned char)*p) : toupper((unsigned char)*p));
 		out = json_object_new_string(s);
 		free(s);
-	} else if (IS("ms_iso")) {
+	} else if (IS("ms_iso") || IS("ms_iso_us")) {
 		char iso[48];
-		if (t != json_type_int && t != json_type_double)
+		if ((t != json_type_int && t != json_type_double) || json_object_get_int64(in) < 0)
 			return TMPL_TYPE;
-		iso_time(iso, sizeof iso, (uint64_t)json_object_get_int64(in), 0, 'T');
+		iso_time(iso, sizeof iso, (uint64_t)json_object_get_int64(in),
+		         IS("ms_iso") ? ISO_MS : ISO_US);
 		out = json_object_new_string(iso);
 	} else if (IS("len")) {
 		if (t == json_type_string)
@@ -280,7 +288,7 @@ static enum tmpl_err expr(const char *s, size_t n, json_object *ctx, json_object
 		return TMPL_SYNTAX;
 	if (colon && (!quote || colon < quote)) {
 		static const char *const convs[] = { "int", "str", "bool", "lower", "upper",
-		                                     "ms_iso", "len", NULL };
+		                                     "ms_iso", "ms_iso_us", "len", NULL };
 		conv = s;
 		cl = (size_t)(colon - s);
 		n -= cl + 1;

@@ -16,9 +16,11 @@
  *            quoted literal ('text'), a number, true, false, null, or one of
  *            the generators: uuid (random UUID v4), now.ms, now.s, now.iso
  *            (2026-01-06T12:00:00.000Z), now.iso_naive (2026-01-06T12:00:00.000000),
- *            now.iso_space (2026-01-06 12:00:00.000000, Python's str(datetime))
+ *            now.iso_space (2026-01-06 12:00:00.000000, Python's str(datetime)),
+ *            now.iso_us (2026-01-06T12:00:00.000000Z: Python's isoformat() + "Z")
  *   conv:    int (an integer, or a string of digits), str, bool, lower, upper,
- *            ms_iso (epoch ms -> ISO-8601 with Z), len (length of a string or array)
+ *            ms_iso (epoch ms -> ISO-8601 with Z), ms_iso_us (epoch ms -> as now.iso_us),
+ *            len (length of a string or array)
  *
  * In an object, a member whose template is a single expression that is
  * undefined (missing in the context, no alternative) is left out, so optional
