@@ -92,7 +92,10 @@ struct store_ops {
 	                    store_flag_cb cb, void *ud);
 	/* n = the users online in nsp (one step, whatever their number). */
 	void (*users_count)(struct store *st, const char *nsp, store_count_cb cb, void *ud);
-	/* [{"userId":..., "name":...}, ...] online in nsp, each user once, sorted by userId. */
+	/* [{"userId":..., "name":..., "lastActive":...}, ...] online in nsp, each
+	 * user once, sorted by userId; lastActive is when a sid of the user was
+	 * last added (ms since the epoch; absent for entries an older version
+	 * wrote). */
 	void (*users_online)(struct store *st, const char *nsp, store_json_cb cb, void *ud);
 
 	/* Membership of a room, per user, counted by sid (as presence). info
@@ -104,7 +107,8 @@ struct store_ops {
 	                 void *ud);
 	void (*room_remove)(struct store *st, const char *nsp, const char *room, const char *user,
 	                    const char *sid, store_flag_cb cb, void *ud);
-	/* [{"userId":..., "name":...}, ...] in the room, each user once, sorted by userId. */
+	/* [{"userId":..., "name":..., "lastActive":...}, ...] in the room, each user
+	 * once, sorted by userId; lastActive as for users_online. */
 	void (*room_members)(struct store *st, const char *nsp, const char *room,
 	                     store_json_cb cb, void *ud);
 

@@ -51,6 +51,7 @@
 /* A user in a group: present while it has a sid. */
 struct presence {
 	char *name;                  /* owned */
+	uint64_t at;                 /* wall ms of the last add (lastActive) */
 	struct dict sids;            /* sid -> &present */
 };
 
@@ -504,6 +505,7 @@ static int group_add(struct dict *groups, const char *gkey, const char *user, co
 		p->name = xstrdup(name);
 	}
 	xset(&p->sids, sid, &present);
+	p->at = wall_ms();
 	return first;
 }
 
@@ -528,7 +530,8 @@ static int entry_cmp(const void *a, const void *b)
 	return strcmp(x->key, y->key);
 }
 
-/* [{"userId":..., "name":...}, ...] of the group gkey, sorted by userId. */
+/* [{"userId":..., "name":..., "lastActive":...}, ...] of the group gkey,
+ * sorted by userId. */
 static json_object *group_list(struct dict *groups, const char *gkey)
 {
 	json_object *a = xmust(json_object_new_array());
@@ -548,6 +551,7 @@ static json_object *group_list(struct dict *groups, const char *gkey)
 		json_object *o = xmust(json_object_new_object());
 		jadd(o, "userId", json_object_new_string(v[i]->key));
 		jadd(o, "name", json_object_new_string(p->name));
+		jadd(o, "lastActive", json_object_new_int64((int64_t)p->at));
 		jpush(a, o);
 	}
 	free(v);

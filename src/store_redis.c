@@ -8,10 +8,13 @@
  * instance id (ours: no client chooses it).
  *
  *   P:online:N          hash    user -> name: the users with a socket in N
+ *   P:online-at:N       hash    user -> when a sid of theirs was last added
+ *                               (ms, Redis's clock): lastActive
  *   P:sids:NU           set     the sids of user U in N, as "I:sid" (I the
  *                               instance that added it)
  *   P:room:NR           hash    user -> name: the members of room R of N
  *   P:room-sids:NRU     set     the sids of user U in that room, as "I:sid"
+ *   P:room-at:NR        hash    user -> lastActive, as P:online-at
  *   P:channel:C         string  the channel's settings (JSON text)
  *   P:history:C         list    its newest messages (JSON text), oldest first
  *   P:history-id:C      string  the last id it gave (INCR; never reset)
@@ -28,7 +31,7 @@
  * the application names, as they are: no prefix, no "<length>:" (they are
  * another program's keys: RPUSH and LTRIM in one script, LRANGE).
  *
- * Owners: a sid set and its user's field in the hash go together, removed
+ * Owners: a sid set and its user's fields in the hashes go together, removed
  * by the user_remove or room_remove that takes the last sid (Redis drops
  * empty sets and hashes); a cooldown goes with its TTL; a typing entry is
  * removed by typing_clear, by the typing_set that finds it past its
@@ -117,7 +120,7 @@
 #define POLL_MS 100              /* the longest wait between two typing polls */
 #define POLL_MAX 100             /* the most expiries one poll takes */
 #define MAX_MS 1000000000000ULL  /* longer cooldowns and ttls are cut to this (31 years) */
-#define MAX_ARGS 10
+#define MAX_ARGS 12
 #define REAP_MAX 200             /* the most entries one reaping script takes (~4 ms) */
 #define REAP_AFTER_MS 30000      /* reap_after_ms when 0 is given */
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
@@ -125,7 +128,8 @@
 /* --- the scripts --- */
 
 enum {
-	SC_GROUP_ADD, SC_GROUP_REMOVE, SC_HISTORY_ADD, SC_HISTORY_GET, SC_LIST_APPEND, SC_COOLDOWN,
+	SC_GROUP_ADD, SC_GROUP_REMOVE, SC_GROUP_LIST, SC_HISTORY_ADD, SC_HISTORY_GET, SC_LIST_APPEND,
+	SC_COOLDOWN,
 	SC_TYPING_SET, SC_TYPING_CLEAR, SC_TYPING_DUE, SC_BEAT, SC_UNDO, SC_RETIRE, NSCRIPTS
 };
 
@@ -153,13 +157,15 @@ enum {
 	"    dec[#dec + 1] = bytes\n" \
 	"    i = nxt\n" \
 	"  end\n" \
-	"  local kind, group, sids = string.sub(e, 1, 1)\n" \
+	"  local kind, group, sids, at = string.sub(e, 1, 1)\n" \
 	"  if kind == 'p' and #enc == 3 then\n" \
 	"    group = P .. ':online:' .. enc[1]\n" \
 	"    sids = P .. ':sids:' .. enc[1] .. enc[2]\n" \
+	"    at = P .. ':online-at:' .. enc[1]\n" \
 	"  elseif kind == 'r' and #enc == 4 then\n" \
 	"    group = P .. ':room:' .. enc[1] .. enc[2]\n" \
 	"    sids = P .. ':room-sids:' .. enc[1] .. enc[2] .. enc[3]\n" \
+	"    at = P .. ':room-at:' .. enc[1] .. enc[2]\n" \
 	"  else\n" \
 	"    return\n" \
 	"  end\n" \
@@ -172,6 +178,7 @@ enum {
 	"  out[#out + 1] = redis.call('HGET', group, user) or ''\n" \
 	"  out[#out + 1] = info\n" \
 	"  redis.call('HDEL', group, user)\n" \
+	"  redis.call('HDEL', at, user)\n" \
 	"end\n" \
 	"-- Undoes about max entries of h; returns true when some are left.\n" \
 	"local function undo_some(P, I, h, max, out)\n" \
@@ -191,11 +198,14 @@ static const struct script {
 	int nkeys;
 	const char *text;
 } scripts[NSCRIPTS] = {
-	[SC_GROUP_ADD] = { 3,
+	[SC_GROUP_ADD] = { 4,
 		"-- KEYS: a group (user -> name), the user's sids in it, this\n"
-		"-- instance's entries. ARGV: user, name, 'I:sid', '1' when the name\n"
-		"-- was given, the sid's entry, its info. Returns 1 when it is the\n"
-		"-- user's first.\n"
+		"-- instance's entries, the group's times (user -> ms). ARGV: user,\n"
+		"-- name, 'I:sid', '1' when the name was given, the sid's entry, its\n"
+		"-- info. Returns 1 when it is the user's first.\n"
+		"local t = redis.call('TIME')\n"
+		"redis.call('HSET', KEYS[4], ARGV[1],\n"
+		"           string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000)))\n"
 		"local first = redis.call('EXISTS', KEYS[2]) == 0\n"
 		"redis.call('SADD', KEYS[2], ARGV[3])\n"
 		"redis.call('HSET', KEYS[3], ARGV[5], ARGV[6])\n"
@@ -204,7 +214,7 @@ static const struct script {
 		"end\n"
 		"if first then return 1 end\n"
 		"return 0\n" },
-	[SC_GROUP_REMOVE] = { 3,
+	[SC_GROUP_REMOVE] = { 4,
 		"-- KEYS: as group_add. ARGV: user, 'I:sid', the sid's entry. Returns 1\n"
 		"-- when it was the last.\n"
 		"redis.call('HDEL', KEYS[3], ARGV[3])\n"
@@ -213,7 +223,11 @@ static const struct script {
 		"  return 0\n"
 		"end\n"
 		"redis.call('HDEL', KEYS[1], ARGV[1])\n"
+		"redis.call('HDEL', KEYS[4], ARGV[1])\n"
 		"return 1\n" },
+	[SC_GROUP_LIST] = { 2,
+		"-- KEYS: a group, its times. Returns {HGETALL of each}.\n"
+		"return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}\n" },
 	[SC_BEAT] = { 2, UNDO_LIB
 		"-- KEYS: the instances, the reaping lock. ARGV: prefix, this instance,\n"
 		"-- reap_after ms, the most entries to reap ('0': do not reap).\n"
@@ -363,7 +377,7 @@ enum op_kind {
 	K_POLL,                      /* the typing poll: reports expiries */
 	K_DONE,                      /* store_done_cb */
 	K_FLAG,                      /* store_flag_cb, from an integer */
-	K_GROUP,                     /* store_json_cb, from HGETALL */
+	K_GROUP,                     /* store_json_cb, from SC_GROUP_LIST */
 	K_CHANNEL,                   /* store_json_cb, from a string or nil */
 	K_MESSAGE,                   /* store_json_cb: history_add */
 	K_MESSAGES,                  /* store_json_cb, from an array of strings */
@@ -715,27 +729,54 @@ static int pair_cmp(const void *a, const void *b)
 	return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
-/* HGETALL of a group: [{"userId":..., "name":...}, ...] sorted by userId. */
-static int read_group(struct op *op, const redisReply *rep)
+/* The pairs of an HGETALL reply, sorted by field (malloc'd; NULL when
+ * the reply is not one). */
+static redisReply ***sorted_pairs(const redisReply *rep, size_t *n)
 {
 	if (rep->type != REDIS_REPLY_ARRAY || rep->elements % 2)
-		return -1;
+		return NULL;
 	for (size_t i = 0; i < rep->elements; i++)
 		if (!is_str(rep->element[i]))
-			return -1;
-	size_t n = rep->elements / 2;
-	redisReply ***v = xcalloc(n ? n : 1, sizeof *v);
-	for (size_t i = 0; i < n; i++)
+			return NULL;
+	*n = rep->elements / 2;
+	redisReply ***v = xcalloc(*n ? *n : 1, sizeof *v);
+	for (size_t i = 0; i < *n; i++)
 		v[i] = &rep->element[2 * i];
-	qsort(v, n, sizeof *v, pair_cmp);
+	qsort(v, *n, sizeof *v, pair_cmp);
+	return v;
+}
+
+/* SC_GROUP_LIST's {group, times}: [{"userId":..., "name":...,
+ * "lastActive":...}, ...] sorted by userId (lastActive left out for a
+ * user without a time). */
+static int read_group(struct op *op, const redisReply *rep)
+{
+	size_t n, nt, k = 0;
+	redisReply ***v, ***t;
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+	    !(v = sorted_pairs(rep->element[0], &n)))
+		return -1;
+	if (!(t = sorted_pairs(rep->element[1], &nt))) {
+		free(v);
+		return -1;
+	}
 	op->val = xmust(json_object_new_array());
 	for (size_t i = 0; i < n; i++) {
 		json_object *o = xmust(json_object_new_object());
 		jadd(o, "userId", json_object_new_string_len(v[i][0]->str, (int)v[i][0]->len));
 		jadd(o, "name", json_object_new_string_len(v[i][1]->str, (int)v[i][1]->len));
+		while (k < nt && pair_cmp(&t[k], &v[i]) < 0)
+			k++;
+		if (k < nt && pair_cmp(&t[k], &v[i]) == 0) {
+			char *end;
+			long long ms = strtoll(t[k][1]->str, &end, 10);
+			if (end != t[k][1]->str && ms >= 0)
+				jadd(o, "lastActive", json_object_new_int64(ms));
+		}
 		jpush(op->val, o);
 	}
 	free(v);
+	free(t);
 	return 0;
 }
 
@@ -1053,7 +1094,7 @@ static void op_finished(struct rstore *s, struct op *op)
 		s->beating = 0;
 		beat_arm(s, !op->err && op->more ? 0 : s->reap_after_ms / 3);
 	} else if (op->err && op->script == SC_GROUP_REMOVE) {
-		undo_keep(s, op, 5);     /* its entry */
+		undo_keep(s, op, 6);     /* its entry */
 	} else if (op->err && op->kind == K_UNDO) {
 		undo_keep(s, op, 3);
 	}
@@ -1311,6 +1352,7 @@ static void group_add(struct rstore *s, struct op *op, const char *nsp, const ch
                       const char *user, const char *name, const char *sid, json_object *info)
 {
 	op_arg(op, s->own, strlen(s->own));
+	op_key(s, op, room ? "room-at" : "online-at", nsp, room, NULL);
 	op_str(op, user);
 	op_str(op, name ? name : user);
 	op_member(s, op, sid);
@@ -1324,9 +1366,10 @@ static void group_remove(struct rstore *s, struct op *op, const char *nsp, const
                          const char *user, const char *sid)
 {
 	op_arg(op, s->own, strlen(s->own));
+	op_key(s, op, room ? "room-at" : "online-at", nsp, room, NULL);
 	op_str(op, user);
 	op_member(s, op, sid);
-	op_own_entry(s, op, nsp, room, user, sid);   /* argv[5]: see op_finished() */
+	op_own_entry(s, op, nsp, room, user, sid);   /* argv[6]: see op_finished() */
 	op_start(s, op);
 }
 
@@ -1393,10 +1436,10 @@ static void r_users_count(struct store *st, const char *nsp, store_count_cb cb, 
 static void r_users_online(struct store *st, const char *nsp, store_json_cb cb, void *ud)
 {
 	struct rstore *s = (struct rstore *)st;
-	struct op *op = json_op(s, K_GROUP, -1, cb, ud);
+	struct op *op = json_op(s, K_GROUP, SC_GROUP_LIST, cb, ud);
 
-	op_str(op, "HGETALL");
 	op_key(s, op, "online", nsp, NULL, NULL);
+	op_key(s, op, "online-at", nsp, NULL, NULL);
 	op_start(s, op);
 }
 
@@ -1427,10 +1470,10 @@ static void r_room_members(struct store *st, const char *nsp, const char *room,
                            store_json_cb cb, void *ud)
 {
 	struct rstore *s = (struct rstore *)st;
-	struct op *op = json_op(s, K_GROUP, -1, cb, ud);
+	struct op *op = json_op(s, K_GROUP, SC_GROUP_LIST, cb, ud);
 
-	op_str(op, "HGETALL");
 	op_key(s, op, "room", nsp, room, NULL);
+	op_key(s, op, "room-at", nsp, room, NULL);
 	op_start(s, op);
 }
 

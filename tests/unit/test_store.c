@@ -457,18 +457,56 @@ static char *text_of(struct res *r)
 	free(got_); \
 } while (0)
 
+/* A list of users as text, each entry's lastActive (which must be a time
+ * of the last minute) taken out. */
+static char *users_text(struct res *r)
+{
+	await_once(&r->n);
+	ck_assert_int_eq(r->err, 0);
+	ck_assert(json_object_is_type(r->val, json_type_array));
+	int64_t now = (int64_t)wall_ms();
+	for (size_t i = 0; i < json_object_array_length(r->val); i++) {
+		json_object *e = json_object_array_get_idx(r->val, i), *at;
+		ck_assert(json_object_object_get_ex(e, "lastActive", &at));
+		ck_assert(json_object_is_type(at, json_type_int));
+		ck_assert_int_le(json_object_get_int64(at), now + 1000);
+		ck_assert_int_ge(json_object_get_int64(at), now - 60000);
+		json_object_object_del(e, "lastActive");
+	}
+	char *t = strdup(json_object_to_json_string_ext(r->val, JSON_FLAGS));
+	res_clear(r);
+	return t;
+}
+
 static char *users_online(const char *nsp)
 {
 	struct res r = { 0 };
 	store_users_online(st, nsp, json_cb, &r);
-	return text_of(&r);
+	return users_text(&r);
 }
 
 static char *room_members(const char *nsp, const char *room)
 {
 	struct res r = { 0 };
 	store_room_members(st, nsp, room, json_cb, &r);
-	return text_of(&r);
+	return users_text(&r);
+}
+
+/* The lastActive of each member of room, in order. */
+static size_t members_at(const char *room, int64_t *at, size_t max)
+{
+	struct res r = { 0 };
+	size_t n = 0;
+	store_room_members(st, "/", room, json_cb, &r);
+	await_once(&r.n);
+	ck_assert_int_eq(r.err, 0);
+	for (size_t i = 0; i < json_object_array_length(r.val) && n < max; i++) {
+		json_object *v;
+		ck_assert(json_object_object_get_ex(json_object_array_get_idx(r.val, i), "lastActive", &v));
+		at[n++] = json_object_get_int64(v);
+	}
+	res_clear(&r);
+	return n;
 }
 
 static void channel_set(const char *channel, json_object *value)
@@ -842,6 +880,32 @@ static const char *const tricky[][2] = {
 	{ "1:a", "" }, { "", "1:a" },            /* length prefixes */
 };
 #define NTRICKY (sizeof tricky / sizeof tricky[0])
+
+/* lastActive: when a sid of the user was last added to the group. */
+START_TEST(members_last_active)
+{
+	int64_t at[2], again[2];
+	room_add("/", "la", "a", NULL, "s1");
+	usleep(30000);
+	room_add("/", "la", "b", NULL, "s2");
+	ck_assert_uint_eq(members_at("la", at, 2), 2);
+	ck_assert_int_ge(at[1], at[0] + 15);
+	usleep(30000);
+	room_add("/", "la", "a", NULL, "s3");     /* another socket of a's */
+	ck_assert_uint_eq(members_at("la", again, 2), 2);
+	ck_assert_int_ge(again[0], at[1] + 15);
+	ck_assert_int_eq(again[1], at[1]);
+	room_remove("/", "la", "a", "s1");
+	ck_assert_uint_eq(members_at("la", again, 2), 2);
+	ck_assert_int_ge(again[0], at[1] + 15);  /* a removal refreshes nothing */
+	room_remove("/", "la", "a", "s3");
+	room_remove("/", "la", "b", "s2");
+	ck_assert_text(room_members("/", "la"), "[]");
+	user_add("/", "u", "U", "s4");
+	ck_assert_text(users_online("/"), "[{\"userId\":\"u\",\"name\":\"U\"}]");
+	user_remove("/", "u", "s4");
+}
+END_TEST
 
 START_TEST(tricky_names_do_not_collide)
 {
@@ -1365,9 +1429,9 @@ START_TEST(redis_keys_owned)
 	channel_set("c", v);
 	json_object_put(v);
 	ck_assert_text(keys(), "test:channel:1:c test:cooldown:1:k1:u test:history-id:1:c "
-	               "test:history:1:c test:instance:i1 test:instances test:online:1:/ "
-	               "test:room-sids:1:/1:r1:u test:room:1:/1:r test:sids:1:/1:u test:typing "
-	               "test:typing-info");
+	               "test:history:1:c test:instance:i1 test:instances test:online-at:1:/ "
+	               "test:online:1:/ test:room-at:1:/1:r test:room-sids:1:/1:r1:u "
+	               "test:room:1:/1:r test:sids:1:/1:u test:typing test:typing-info");
 	ck_assert_int_gt(pttl("test:cooldown:1:k1:u"), 0);
 
 	ck_assert_int_eq(user_remove("/", "u", "s1"), 1);
@@ -1491,7 +1555,8 @@ START_TEST(redis_reap_dead_instance)
 	/* b goes with its last sid, as usual. */
 	ck_assert_int_eq(user_remove("/", "b", "s4"), 1);
 	ck_assert_int_eq(room_remove("/", "r", "b", "s4"), 1);
-	ck_assert_text(keys(), "test:instance:i2 test:instances test:online:1:/ test:sids:1:/1:c");
+	ck_assert_text(keys(), "test:instance:i2 test:instances test:online-at:1:/ test:online:1:/ "
+	               "test:sids:1:/1:c");
 }
 END_TEST
 
@@ -1522,8 +1587,9 @@ START_TEST(redis_same_sid_on_two_instances)
 	ck_assert_text(users_online("/"),
 	               "[{\"userId\":\"u\",\"name\":\"U\"},{\"userId\":\"v\",\"name\":\"V\"}]");
 	ck_assert_text(room_members("/", "r"), "[{\"userId\":\"u\",\"name\":\"U\"}]");
-	ck_assert_text(keys(), "test:instance:i2 test:instances test:online:1:/ "
-	               "test:room-sids:1:/1:r1:u test:room:1:/1:r test:sids:1:/1:u test:sids:1:/1:v");
+	ck_assert_text(keys(), "test:instance:i2 test:instances test:online-at:1:/ "
+	               "test:online:1:/ test:room-at:1:/1:r test:room-sids:1:/1:r1:u "
+	               "test:room:1:/1:r test:sids:1:/1:u test:sids:1:/1:v");
 	ck_assert_int_eq(user_remove("/", "u", "s1"), 1);
 	ck_assert_int_eq(room_remove("/", "r", "u", "s1"), 1);
 	ck_assert_int_eq(user_remove("/", "v", "s2"), 1);
@@ -1903,6 +1969,7 @@ static void add_common(Suite *s, void (*fixture)(void), const char *const name[4
 	tcase_add_test(tc, users_online_sorted_once);
 	tcase_add_test(tc, users_counted);
 	tcase_add_test(tc, rooms_counted_and_isolated);
+	tcase_add_test(tc, members_last_active);
 	tcase_add_test(tc, tricky_names_do_not_collide);
 
 	TC();                        /* channels */
