@@ -173,6 +173,36 @@ static char *personal_room(struct app *a, const char *user_id)
 	return room;
 }
 
+/* A list of users from the store ([{userId, name, lastActive?}, ...]) as
+ * the event shows it: each entry made by the template args.member, with
+ * the entry as "member" in the context, or {userId, name} without one. An
+ * entry whose template fails or is undefined is left out. New reference. */
+static json_object *shape_users(struct req *r, json_object *list)
+{
+	json_object *out = json_object_new_array(), *t = NULL;
+	const char *what;
+	if (r->spec && r->spec->args)
+		json_object_object_get_ex(r->spec->args, "member", &t);
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		json_object *e = json_object_array_get_idx(list, i), *v = NULL, *id, *name;
+		if (!t) {
+			v = json_object_new_object();
+			if (json_object_object_get_ex(e, "userId", &id))
+				json_object_object_add(v, "userId", json_object_get(id));
+			if (json_object_object_get_ex(e, "name", &name))
+				json_object_object_add(v, "name", json_object_get(name));
+		} else {
+			json_object_object_add(r->ctx, "member", json_object_get(e));
+			if (tmpl_eval(t, r->ctx, &v, &what) != TMPL_OK)
+				v = NULL;
+			json_object_object_del(r->ctx, "member");
+		}
+		if (v)
+			json_object_array_add(out, v);
+	}
+	return out;
+}
+
 /* --- requests --- */
 
 static struct req *req_new(struct app *a, const char *sid, const struct event_spec *spec,
@@ -554,7 +584,7 @@ static void join_members_done(int err, json_object *v, void *ud)
 	int bad = 0;
 	if (err)
 		return fail_store(r);
-	ctx_set(r->ctx, "members", json_object_get(v));
+	ctx_set(r->ctx, "members", shape_users(r, v));
 	json_object *count = arg(r, "history", &bad);
 	char *since = arg_string(r, "since", &bad);
 	int64_t n = count ? json_object_get_int64(count) : 0;
@@ -681,7 +711,7 @@ static void act_join(struct req *r, struct sio_socket *s)
 static void leave_members(int err, json_object *v, void *ud)
 {
 	struct req *r = ud;
-	ctx_set(r->ctx, "members", err || !v ? json_object_new_array() : json_object_get(v));
+	ctx_set(r->ctx, "members", err || !v ? json_object_new_array() : shape_users(r, v));
 	done(r);
 }
 
@@ -795,12 +825,27 @@ static void send_channel(int err, json_object *channel, void *ud)
 	if (err)
 		return fail_store(r);
 	json_object *settings = channel_settings(channel);
+	int64_t secs = 0;
+	int bad = 0;
 	if (channel)
 		ctx_set(r->ctx, "channel", json_object_get(channel));
-	if (settings && json_object_object_get_ex(settings, "slowMode", &slow) &&
-	    json_object_get_int64(slow) > 0) {
-		store_cooldown_take(r->app->st, r->room, r->user_id,
-		                    (uint64_t)json_object_get_int64(slow) * 1000, send_cooldown, r);
+	/* args.slowMode, evaluated with the channel known, wins over the
+	 * channel's setting. */
+	json_object *given = arg(r, "slowMode", &bad);
+	if (bad || (given && !json_object_is_type(given, json_type_int))) {
+		json_object_put(given);
+		return fail(r, "bad_request", "slowMode must be an integer", 0);
+	}
+	if (given)
+		secs = json_object_get_int64(given);
+	else if (settings && json_object_object_get_ex(settings, "slowMode", &slow))
+		secs = json_object_get_int64(slow);
+	json_object_put(given);
+	if (secs > 86400)
+		secs = 86400;
+	if (secs > 0) {
+		store_cooldown_take(r->app->st, r->room, r->user_id, (uint64_t)secs * 1000,
+		                    send_cooldown, r);
 		return;
 	}
 	send_now(r, settings);
@@ -898,7 +943,7 @@ static void presence_done(int err, json_object *users, void *ud)
 		if (json_object_object_get_ex(json_object_array_get_idx(users, i), "userId", &id))
 			json_object_array_add(ids, json_object_get(id));
 	}
-	ctx_set(r->ctx, "users", json_object_get(users));
+	ctx_set(r->ctx, "users", shape_users(r, users));
 	ctx_set(r->ctx, "userIds", ids);
 	done(r);
 }
@@ -1407,7 +1452,7 @@ static void on_connect(struct sio_socket *s, json_object *auth, void *ud)
 static void left_members(int err, json_object *v, void *ud)
 {
 	struct req *r = ud;
-	ctx_set(r->ctx, "members", err || !v ? json_object_new_array() : json_object_get(v));
+	ctx_set(r->ctx, "members", err || !v ? json_object_new_array() : shape_users(r, v));
 	if (r->spec)
 		run_emits(r, r->spec->emits, r->spec->nemits);
 	req_free(r);
