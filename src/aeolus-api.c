@@ -364,6 +364,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "aeolus-api: %s\n", err);
 		return 1;
 	}
+	/* The profile's configuration defaults (as aeolusd takes them). */
+	if (profile_apply_config(profile, &cfg, err, sizeof err) < 0) {
+		fprintf(stderr, "aeolus-api: %s\n", err);
+		return 1;
+	}
 	/* The Socket.IO path names the server on the bus: the instances'. */
 	if (profile->path && !path_set &&
 	    config_set(&cfg, "server.path", profile->path, profile->file, err, sizeof err) < 0) {

@@ -384,6 +384,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "aeolusd: %s\n", err);
 		return 1;
 	}
+	/* The profile's configuration defaults; the sources' values win. */
+	if (profile && profile_apply_config(profile, &cfg, err, sizeof err) < 0) {
+		fprintf(stderr, "aeolusd: %s\n", err);
+		return 1;
+	}
 	/* The profile's path is the default; server.path, when set, wins. */
 	if (profile && profile->path && !path_set &&
 	    config_set(&cfg, "server.path", profile->path, profile->file, err, sizeof err) < 0) {

@@ -114,12 +114,34 @@ static const struct { const char *env, *key; } env_keys[] = {
 	{ "REDIS_EVENTS_CHANNEL", "events.redis_channel" },
 };
 
+_Static_assert(sizeof keys / sizeof keys[0] <= sizeof ((struct config *)0)->given,
+               "struct config's given[] is too small for the keys");
+
 static const struct key *find_key(const char *name)
 {
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
 		if (strcmp(keys[i].name, name) == 0)
 			return &keys[i];
 	return NULL;
+}
+
+int config_key_known(const char *name)
+{
+	return find_key(name) != NULL;
+}
+
+int config_given(const struct config *c, const char *key)
+{
+	const struct key *k = find_key(key);
+	return k && c->given[k - keys];
+}
+
+int config_default(struct config *c, const char *key, const char *value, const char *origin,
+                   char *err, size_t errlen)
+{
+	if (config_given(c, key))
+		return 0;
+	return config_set(c, key, value, origin, err, errlen);
 }
 
 int config_parse_duration_ms(const char *s, unsigned *ms)
@@ -520,9 +542,11 @@ int config_build(struct config *c, struct config_source *list, size_t n,
 			profile = list[i].value;
 	if (config_apply_profile(c, profile, err, errlen) < 0)
 		return -1;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		if (config_set(c, list[i].key, list[i].value, list[i].origin, err, errlen) < 0)
 			return -1;
+		c->given[find_key(list[i].key) - keys] = 1;
+	}
 	if (strcmp(c->log_target, "stderr") != 0 && strcmp(c->log_target, "syslog") != 0) {
 		const char *origin = "default";
 		for (size_t i = 0; i < n; i++)

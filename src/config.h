@@ -93,6 +93,9 @@ struct config {
 	/* not keys: set by flags */
 	int daemonize;
 	char *file;
+	/* not keys: the keys a source (file, environment, flag) set, by their
+	 * index in config.c's table (config_given) */
+	unsigned char given[128];
 };
 
 /* Reads the configuration. argv is the daemon's arguments after the flags
@@ -125,6 +128,15 @@ void config_sources_free(struct config_source *list, size_t n);
 /* Applies the configuration defaults a profile implies (only the built-in
  * "conformance" has any; other profiles are files, loaded by profile.c). */
 int config_apply_profile(struct config *c, const char *name, char *err, size_t errlen);
+
+/* Is name a configuration key? */
+int config_key_known(const char *name);
+/* Has a source (the file, the environment, a flag) set key? */
+int config_given(const struct config *c, const char *key);
+/* A default of the profile's: sets key as config_set does, unless a source
+ * set it (then returns 0 and changes nothing). */
+int config_default(struct config *c, const char *key, const char *value, const char *origin,
+                   char *err, size_t errlen);
 
 /* Builds the effective configuration from the sources, in order. */
 int config_build(struct config *c, struct config_source *list, size_t n,

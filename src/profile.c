@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "profile.h"
 #include "tmpl.h"
 
@@ -813,12 +814,63 @@ static int parse_stats(struct parser *ps, json_object *o)
 	return 0;
 }
 
+/* A configuration value as the file would write it. */
+static const char *config_text(json_object *v)
+{
+	if (json_object_is_type(v, json_type_boolean))
+		return json_object_get_boolean(v) ? "yes" : "no";
+	return json_object_get_string(v);
+}
+
+/* "config": {"section.key": string, integer or boolean}: each a key of
+ * aeolus.conf(5) whose value it takes (checked on a scratch configuration),
+ * but not the keys that choose the profile. */
+static int parse_config(struct parser *ps, json_object *o)
+{
+	char why[400];
+	if (!o)
+		return 0;
+	json_object_object_foreach(o, key, v) {
+		if (!config_key_known(key) && strcmp(key, "comment") != 0)
+			return fail(ps, key, "config: \"%s\" is not a configuration key (see aeolus.conf(5))",
+			            key, NULL);
+		if (strcmp(key, "comment") == 0)
+			continue;
+		if (strcmp(key, "server.profile") == 0 || strcmp(key, "server.profile_dir") == 0)
+			return fail(ps, key, "config: \"%s\" cannot be set by a profile", key, NULL);
+		if (!json_object_is_type(v, json_type_string) && !json_object_is_type(v, json_type_int) &&
+		    !json_object_is_type(v, json_type_boolean))
+			return fail(ps, key, "config: \"%s\" must be a string, an integer or a boolean",
+			            key, NULL);
+		struct config scratch;
+		config_defaults(&scratch);
+		int rc = config_set(&scratch, key, config_text(v), "config", why, sizeof why);
+		config_free(&scratch);
+		if (rc < 0)
+			return fail(ps, key, "%s", why, NULL);
+	}
+	return 0;
+}
+
+int profile_apply_config(const struct profile *p, struct config *c, char *err, size_t errlen)
+{
+	char origin[600];
+	if (!p->config)
+		return 0;
+	snprintf(origin, sizeof origin, "%s: config", p->file ? p->file : p->name);
+	json_object_object_foreach(p->config, key, v) {
+		if (strcmp(key, "comment") != 0 &&
+		    config_default(c, key, config_text(v), origin, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int parse_root(struct parser *ps, json_object *root)
 {
-	static const char *const keys[] = { "name", "description", "path", "auth", "rooms", "ack",
-	                                    "error", "on", "events", "api", "history", "bus", "http",
-	                                    "stats",
-	                                    "comment", NULL };
+	static const char *const keys[] = { "name", "description", "path", "config", "auth", "rooms",
+	                                    "ack", "error", "on", "events", "api", "history", "bus",
+	                                    "http", "stats", "comment", NULL };
 	struct profile *p = ps->p;
 	json_object *v, *o;
 
@@ -831,6 +883,9 @@ static int parse_root(struct parser *ps, json_object *root)
 	p->name = strdup(json_object_get_string(v));
 	if (json_object_object_get_ex(root, "path", &v))
 		p->path = strdup(json_object_get_string(v));
+	if (get_type(ps, root, "config", json_type_object, &p->config, "profile") < 0 ||
+	    parse_config(ps, p->config) < 0)
+		return -1;
 	if (get_type(ps, root, "auth", json_type_object, &o, "profile") < 0 || parse_auth(ps, o) < 0)
 		return -1;
 	if (get_type(ps, root, "rooms", json_type_object, &o, "profile") < 0 || parse_rooms(ps, o) < 0)

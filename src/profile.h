@@ -121,6 +121,7 @@ struct profile {
 	char *name;
 	char *file;
 	char *path;                  /* Socket.IO path; NULL: the configuration's */
+	json_object *config;         /* {"section.key": value}: configuration defaults, or NULL */
 	/* auth */
 	char **token_sources;        /* "auth.token", "query.token", "header" */
 	size_t ntoken_sources;
@@ -174,5 +175,11 @@ const char *action_name(enum action a);
 /* The template of the fields the profile adds to the daemon's document at
  * path ("/", "/health" or "/stats"), or NULL. Borrowed. */
 json_object *profile_document(const struct profile *p, const char *path);
+
+struct config;
+/* Applies the profile's "config" defaults to c: each key that no source
+ * (file, environment, flag) set takes the profile's value. Returns 0, or
+ * -1 with a message naming the profile's file in err. */
+int profile_apply_config(const struct profile *p, struct config *c, char *err, size_t errlen);
 
 #endif

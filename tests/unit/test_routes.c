@@ -217,13 +217,18 @@ START_TEST(superbot_routes)
 	const char *ch = "realtime:events";
 	ck_assert_str_eq(route(ch, 0, ch, "{\"event\":\"dm.read\",\"payload\":{\"conversation_id\":5}}"), "dm_5");
 	ck_assert_str_eq(data(), "[{\"conversation_id\":5,\"username\":null,\"message_id\":null,"
-	                         "\"read_at\":\"2023-11-14T22:13:20.000Z\"}]");
+	                         "\"read_at\":\"2023-11-14T22:13:20.000000Z\"}]");
 	ck_assert_str_eq(route(ch, 0, ch, "{\"event\":\"user.notification\",\"payload\":{\"username\":\"bo\","
 	                                  "\"data\":null}}"), "user_bo");
-	ck_assert_str_eq(data(), "[{\"type\":\"generic\",\"data\":{},\"timestamp\":\"2023-11-14T22:13:20.000Z\"}]");
+	ck_assert_str_eq(data(), "[{\"type\":\"generic\",\"data\":{},\"timestamp\":\"2023-11-14T22:13:20.000000Z\"}]");
 	ck_assert_str_eq(route(ch, 0, ch, "{\"event\":\"channel.presence\",\"payload\":{\"channel_id\":\"12\"}}"),
 	                 "channel_12");
 	ck_assert_str_eq(data(), "[{\"channel_id\":12,\"participants\":[]}]");
+	ck_assert_str_eq(route(ch, 0, ch, "{\"event\":\"channel.message\",\"payload\":{\"channel_id\":\"7\","
+	                                  "\"message\":{\"id\":1},\"sender\":\"al\",\"x\":1}}"), "channel_7");
+	ck_assert_str_eq(em.event, "channel.message");
+	ck_assert_str_eq(data(), "[{\"channel_id\":7,\"message\":{\"id\":1},\"sender\":\"al\"}]");
+	ck_assert_ptr_null(route(ch, 0, ch, "{\"event\":\"channel.message\",\"payload\":{\"message\":{}}}"));
 	ck_assert_ptr_null(route(ch, 0, ch, "{\"event\":\"channel.presence\",\"payload\":{\"channel_id\":\"x\"}}"));
 	ck_assert_str_eq(route(ch, 0, ch, "{\"event\":\"listing.new\"}"), "*");
 	ck_assert_str_eq(em.event, "new_listing");
@@ -491,6 +496,64 @@ START_TEST(event_require)
 }
 END_TEST
 
+/* A profile's "config": defaults under what the sources set. */
+START_TEST(profile_config_defaults)
+{
+	char err[512];
+	struct config_source *src = NULL;
+	size_t n = 0;
+	config_defaults(&cfg);
+	config_source_add(&src, &n, "environment REALTIME_JWT_ISSUER", "auth.jwt_issuer", "mine");
+	ck_assert_int_eq(config_build(&cfg, src, n, err, sizeof err), 0);
+	config_sources_free(src, n);
+	ck_assert(config_given(&cfg, "auth.jwt_issuer"));
+	ck_assert(!config_given(&cfg, "auth.jwt_audience"));
+	prof = profile_load("superbot", PROFILE_DIR, err, sizeof err);
+	ck_assert_msg(prof != NULL, "%s", err);
+	ck_assert_int_eq(profile_apply_config(prof, &cfg, err, sizeof err), 0);
+	ck_assert_str_eq(cfg.auth_jwt_audience, "superbot-realtime");
+	ck_assert_str_eq(cfg.auth_jwt_issuer, "mine");
+	ck_assert_uint_eq(cfg.auth_jwt_leeway_ms, 10000);
+	ck_assert_uint_eq(cfg.typing_ttl_ms, 6000);
+	profile_free(prof);
+	config_free(&cfg);
+
+	const char *text = "{\"name\": \"t\", \"config\": {\"typing.ttl\": 7, \"api.enable\": true,"
+	                   " \"auth.jwt_issuer\": \"i\"}}";
+	config_defaults(&cfg);
+	prof = profile_parse(text, strlen(text), "t.json", err, sizeof err);
+	ck_assert_msg(prof != NULL, "%s", err);
+	ck_assert_int_eq(profile_apply_config(prof, &cfg, err, sizeof err), 0);
+	ck_assert_uint_eq(cfg.typing_ttl_ms, 7000);
+	ck_assert_int_eq(cfg.api_enable, 1);
+	ck_assert_str_eq(cfg.auth_jwt_issuer, "i");
+	profile_free(prof);
+	config_free(&cfg);
+}
+END_TEST
+
+static const struct { const char *config, *err; } bad_config[] = {
+	{ "{\"typing.tll\": \"6s\"}",
+	  "t.json:3: config: \"typing.tll\" is not a configuration key (see aeolus.conf(5))" },
+	{ "{\"typing.ttl\": \"soon\"}",
+	  "t.json:3: config: typing.ttl: expected a duration from 10ms to 3600s (e.g. 300ms, 20s, 5m), "
+	  "got 'soon'" },
+	{ "{\"server.profile\": \"x\"}", "t.json:3: config: \"server.profile\" cannot be set by a profile" },
+	{ "{\"auth.jwt_leeway\": [10]}",
+	  "t.json:3: config: \"auth.jwt_leeway\" must be a string, an integer or a boolean" },
+	{ "[]", "t.json:2: profile: \"config\" must be an object" },
+};
+
+START_TEST(profile_config_errors)
+{
+	char text[512], err[512];
+	snprintf(text, sizeof text, "{\"name\": \"t\",\n \"config\":\n %s}\n", bad_config[_i].config);
+	struct profile *p = profile_parse(text, strlen(text), "t.json", err, sizeof err);
+	ck_assert_ptr_null(p);
+	ck_assert_str_eq(err, bad_config[_i].err);
+}
+END_TEST
+
 static Suite *routes_suite(void)
 {
 	Suite *s = suite_create("routes");
@@ -510,6 +573,8 @@ static Suite *routes_suite(void)
 	tc = tcase_create("errors");
 	tcase_add_loop_test(tc, route_errors, 0, (int)(sizeof bad / sizeof bad[0]));
 	tcase_add_loop_test(tc, event_require, 0, (int)(sizeof requires / sizeof requires[0]));
+	tcase_add_loop_test(tc, profile_config_errors, 0,
+	                    (int)(sizeof bad_config / sizeof bad_config[0]));
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("members");
@@ -520,6 +585,10 @@ static Suite *routes_suite(void)
 	tc = tcase_create("lists");
 	tcase_add_test(tc, peerprep_history);
 	tcase_add_loop_test(tc, list_member_errors, 0, (int)(sizeof bad_lists / sizeof bad_lists[0]));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("config");
+	tcase_add_test(tc, profile_config_defaults);
 	suite_add_tcase(s, tc);
 	return s;
 }
