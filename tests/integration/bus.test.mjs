@@ -317,8 +317,8 @@ async function superbotClients() {
     dave: await as(sA, 'dave', 'dave@A'),
   };
   for (const c of [s.alice, s.carol]) {
-    const ack = await c.request('dm.join', { conversation_id: 5 });
-    assert.equal(ack.conversation_id, 5);
+    c.emit('dm.join', { conversation_id: 5 });
+    assert.deepEqual(await c.next('dm.joined'), { conversation_id: 5, sid: c.id });
   }
   await s.bob.request('subscribe_scraper_status');
   await s.carol.request('channel.join', { channel_id: '3' });
@@ -328,7 +328,8 @@ async function superbotClients() {
 }
 
 const isoNear = (v, what) => {
-  assert.match(v, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, `${what}: an ISO-8601 time`);
+  // Python's datetime.isoformat() + 'Z', as the service wrote its times
+  assert.match(v, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/, `${what}: an ISO-8601 time`);
   assert.ok(Math.abs(Date.parse(v) - Date.now()) < 10000 * SLOW, `${what}: now, not ${v}`);
 };
 
