@@ -21,8 +21,18 @@
  * off, Nagle's algorithm holds each frame until the previous one is
  * acknowledged, which separates frames in time; clients that read one frame
  * per wake-up and drop the rest (the official protocol test suites) need
- * that, and the conformance profile turns it off. */
+ * that, and the conformance profile turns it off.
+ *
+ * Memory: libmicrohttpd keeps an upgraded connection's memory pool (the
+ * size of server.connection_memory) and its connection record for as long
+ * as the upgrade lasts. A connection here therefore works on a duplicate of
+ * the socket and hands MHD's back at once (MHD_UPGRADE_ACTION_CLOSE): MHD
+ * frees its side and closes its descriptor, without shutdown() on the
+ * upgrade path, so the socket lives on through the duplicate, which this
+ * file owns and closes. An idle WebSocket then costs this file's records,
+ * wslay's context and libevent's two events. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +54,6 @@
 
 struct ws_conn {
 	int fd;
-	struct MHD_UpgradeResponseHandle *urh;
 	wslay_event_context_ptr ctx;
 	struct event *rev, *wev, *grace;
 	const struct ws_ops *ops;
@@ -144,9 +153,7 @@ static void destroy(struct ws_conn *c)
 	wslay_event_context_free(c->ctx);
 	free(c->extra);
 	eio_msgq_free(&c->q);
-	/* The socket belongs to MHD: ask it to close, and let it run. */
-	MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
-	http_wakeup();
+	close(c->fd);
 	nconns--;
 	free(c);
 }
@@ -327,11 +334,15 @@ struct ws_conn *ws_conn_new(int fd, struct MHD_UpgradeResponseHandle *urh,
                             const char *extra, size_t extra_len,
                             const struct ws_limits *lim, const struct ws_ops *ops, void *ud)
 {
-	struct ws_conn *c = calloc(1, sizeof *c);
-	if (!c)
+	/* Our own descriptor of the socket; MHD's goes back below. */
+	int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	struct ws_conn *c = own < 0 ? NULL : calloc(1, sizeof *c);
+	if (!c) {
+		log_warn("ws: fd %d: %s", fd, own < 0 ? strerror(errno) : "out of memory");
 		goto fail;
-	c->fd = fd;
-	c->urh = urh;
+	}
+	c->fd = own;
+	fd = own;
 	c->ops = ops;
 	c->ud = ud;
 	c->max_queue = lim->max_queue;
@@ -359,6 +370,8 @@ struct ws_conn *ws_conn_new(int fd, struct MHD_UpgradeResponseHandle *urh,
 	nconns++;
 	if (extra_len)          /* frames already here: read them now */
 		event_active(c->rev, EV_READ, 0);
+	MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+	http_wakeup();
 	return c;
 fail:
 	if (c) {
@@ -371,6 +384,8 @@ fail:
 		free(c->extra);
 		free(c);
 	}
+	if (own >= 0)
+		close(own);
 	MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 	http_wakeup();
 	return NULL;
