@@ -845,6 +845,10 @@ static int parse_config(struct parser *ps, json_object *o)
 		struct config scratch;
 		config_defaults(&scratch);
 		int rc = config_set(&scratch, key, config_text(v), "config", why, sizeof why);
+		/* log.target's choices are checked with the whole configuration;
+		 * on its own, its value can be checked here. */
+		if (rc == 0 && strcmp(key, "log.target") == 0)
+			rc = config_check(&scratch, "config", why, sizeof why);
 		config_free(&scratch);
 		if (rc < 0)
 			return fail(ps, key, "%s", why, NULL);
@@ -863,7 +867,8 @@ int profile_apply_config(const struct profile *p, struct config *c, char *err, s
 		    config_default(c, key, config_text(v), origin, err, errlen) < 0)
 			return -1;
 	}
-	return 0;
+	/* The sources passed these checks: what fails now, the profile set. */
+	return config_check(c, origin, err, errlen);
 }
 
 static int parse_root(struct parser *ps, json_object *root)
