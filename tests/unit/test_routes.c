@@ -456,6 +456,19 @@ static const struct { const char *member, *err; } bad_lists[] = {
 	  "test.json:3: event \"j\": \"each\" must be a context path" },
 	{ "\"events\": {\"j\": {\"emit\": [{\"reply\": true,\n \"each\": \"history\"}]}}",
 	  "test.json:3: event \"j\": \"each\" cannot go with \"reply\"" },
+	/* An error is located in its own event or member, not at the first
+	 * member of that name in the file. */
+	{ "\"events\": {\"a\": {\"require\": [\"x\"], \"emit\": [{\"event\": \"e\", \"each\": \"h\"}]},\n"
+	  " \"b\": {\"require\": [\"x||y\"]}}",
+	  "test.json:3: event \"b\": \"require\": \"x||y\" must be field names separated by |" },
+	{ "\"events\": {\"a\": {\"emit\": [{\"event\": \"e\", \"each\": \"h\"}]},\n"
+	  " \"b\": {\"emit\": [{\"event\": \"e\", \"each\": \"a b\"}]}}",
+	  "test.json:3: event \"b\": \"each\" must be a context path" },
+	{ "\"events\": {\"j\": {\"args\": {\"history\": 5, \"size\": 0}}},\n"
+	  " \"history\": {\"key\": \"h\", \"size\": 0}",
+	  "test.json:3: history: \"size\" must be from 1 to 100000" },
+	{ "\"rooms\": {\"roles\": {\"A\": \"a\"}},\n \"stats\": {\"roles\": [\"A\", \"A\"]}",
+	  "test.json:3: stats: \"roles\" names \"A\" twice" },
 };
 
 START_TEST(list_member_errors)
