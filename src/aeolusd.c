@@ -372,13 +372,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "aeolusd: %s\n", err);
 		return 1;
 	}
-	/* Each worker would keep its own memory store: a client's requests,
-	 * which may reach any worker, would each see different state. */
-	if (cfg.workers > 1 && (!cfg.redis_url || !*cfg.redis_url)) {
-		fprintf(stderr, "aeolusd: server.workers = %d needs the Redis store (redis.url): "
-		        "each worker would have its own memory store\n", cfg.workers);
-		return 1;
-	}
 	if (strcmp(cfg.profile, "conformance") != 0 &&
 	    !(profile = profile_load(cfg.profile, cfg.profile_dir, err, sizeof err))) {
 		fprintf(stderr, "aeolusd: %s\n", err);
@@ -387,6 +380,14 @@ int main(int argc, char **argv)
 	/* The profile's configuration defaults; the sources' values win. */
 	if (profile && profile_apply_config(profile, &cfg, err, sizeof err) < 0) {
 		fprintf(stderr, "aeolusd: %s\n", err);
+		return 1;
+	}
+	/* Each worker would keep its own memory store: a client's requests,
+	 * which may reach any worker, would each see different state. (Once
+	 * the profile's defaults are in: they may set either key.) */
+	if (cfg.workers > 1 && (!cfg.redis_url || !*cfg.redis_url)) {
+		fprintf(stderr, "aeolusd: server.workers = %d needs the Redis store (redis.url): "
+		        "each worker would have its own memory store\n", cfg.workers);
 		return 1;
 	}
 	/* The profile's path is the default; server.path, when set, wins. */

@@ -690,6 +690,23 @@ static void act_join(struct req *r, struct sio_socket *s)
 {
 	struct app *a = r->app;
 	const char *pattern;
+	/* What a history of another program's cannot serve is refused before
+	 * the socket joins (join_members_done checks the same once joined). */
+	if (a->p->history_key) {
+		int bad = 0, nokey = 0;
+		char *since = arg_string(r, "since", &bad);
+		json_object *count = arg(r, "history", &bad);
+		int64_t n = count ? json_object_get_int64(count) : 0;
+		json_object_put(count);
+		if (since) {
+			free(since);
+			return fail(r, "bad_request", "this history has no message ids: since", 0);
+		}
+		if (n > 0)
+			free(history_list(r, &nokey));
+		if (nokey)
+			return fail(r, "bad_request", "the history's key cannot be built", 0);
+	}
 	switch (policy_for(a, r->room, &pattern)) {
 	case P_OPEN:
 		break;

@@ -533,6 +533,24 @@ int config_read_env(struct config_source **list, size_t *n)
 	return 0;
 }
 
+/* What no single key's value shows: log.target's choices, api.enable's
+ * secret. The origins name where log.target and api.enable were set. */
+static int check_across(const struct config *c, const char *log_origin, const char *api_origin,
+                        char *err, size_t errlen)
+{
+	if (strcmp(c->log_target, "stderr") != 0 && strcmp(c->log_target, "syslog") != 0) {
+		snprintf(err, errlen, "%s: log.target: expected stderr or syslog, got '%s'", log_origin,
+		         c->log_target);
+		return -1;
+	}
+	if (c->api_enable && (!c->api_secret || !*c->api_secret)) {
+		snprintf(err, errlen, "%s: api.enable = yes needs api.secret (or SERVER_SECRET): "
+		         "the backend's calls carry it", api_origin);
+		return -1;
+	}
+	return 0;
+}
+
 int config_build(struct config *c, struct config_source *list, size_t n,
                  char *err, size_t errlen)
 {
@@ -547,25 +565,19 @@ int config_build(struct config *c, struct config_source *list, size_t n,
 			return -1;
 		c->given[find_key(list[i].key) - keys] = 1;
 	}
-	if (strcmp(c->log_target, "stderr") != 0 && strcmp(c->log_target, "syslog") != 0) {
-		const char *origin = "default";
-		for (size_t i = 0; i < n; i++)
-			if (strcmp(list[i].key, "log.target") == 0)
-				origin = list[i].origin;
-		snprintf(err, errlen, "%s: log.target: expected stderr or syslog, got '%s'", origin,
-		         c->log_target);
-		return -1;
+	const char *log_origin = "default", *api_origin = "default";
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(list[i].key, "log.target") == 0)
+			log_origin = list[i].origin;
+		if (strcmp(list[i].key, "api.enable") == 0)
+			api_origin = list[i].origin;
 	}
-	if (c->api_enable && (!c->api_secret || !*c->api_secret)) {
-		const char *origin = "default";
-		for (size_t i = 0; i < n; i++)
-			if (strcmp(list[i].key, "api.enable") == 0)
-				origin = list[i].origin;
-		snprintf(err, errlen, "%s: api.enable = yes needs api.secret (or SERVER_SECRET): "
-		         "the backend's calls carry it", origin);
-		return -1;
-	}
-	return 0;
+	return check_across(c, log_origin, api_origin, err, errlen);
+}
+
+int config_check(const struct config *c, const char *origin, char *err, size_t errlen)
+{
+	return check_across(c, origin, origin, err, errlen);
 }
 
 void config_dump(const struct config *c, FILE *out)

@@ -138,6 +138,11 @@ int config_given(const struct config *c, const char *key);
 int config_default(struct config *c, const char *key, const char *value, const char *origin,
                    char *err, size_t errlen);
 
+/* The checks across keys that config_build makes (log.target's choices,
+ * api.enable's secret), again: for a configuration that changed since,
+ * such as by a profile's defaults; origin names where the change came from. */
+int config_check(const struct config *c, const char *origin, char *err, size_t errlen);
+
 /* Builds the effective configuration from the sources, in order. */
 int config_build(struct config *c, struct config_source *list, size_t n,
                  char *err, size_t errlen);

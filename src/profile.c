@@ -3,8 +3,9 @@
  * Parsing is strict: an unknown member, a wrong type or a bad template
  * expression stops the load with the file, the line and the reason. json-c
  * does not keep line numbers, so a semantic error is located by finding the
- * offending member's key in the text (the first occurrence after its
- * parent's), which is exact for the files we ship and close for any other. */
+ * offending member's key in the text: its first occurrence within the event
+ * (or the member history, stats) being parsed, else in the whole text; exact
+ * for the files we ship and close for any other. */
 #define _GNU_SOURCE 1   /* memmem */
 #include <errno.h>
 #include <stdio.h>
@@ -35,15 +36,22 @@ struct parser {
 	char *err;
 	size_t errlen;
 	struct profile *p;
+	size_t from;                 /* where the member being parsed starts (0: unknown) */
 };
 
 static int line_of(const struct parser *ps, const char *key)
 {
 	char pat[300];
 	int pl = snprintf(pat, sizeof pat, "\"%s\"", key);
-	/* The text need not be NUL-terminated: search within its length. */
-	const char *hit = pl > 0 && (size_t)pl < sizeof pat ? memmem(ps->text, ps->len, pat, (size_t)pl)
-	                                                   : NULL;
+	const char *hit = NULL;
+	/* The text need not be NUL-terminated: search within its length,
+	 * first in the member being parsed, then from the start. */
+	if (pl > 0 && (size_t)pl < sizeof pat) {
+		if (ps->from && ps->from < ps->len)
+			hit = memmem(ps->text + ps->from, ps->len - ps->from, pat, (size_t)pl);
+		if (!hit)
+			hit = memmem(ps->text, ps->len, pat, (size_t)pl);
+	}
 	int line = 1;
 	if (!hit)
 		return 0;
@@ -81,6 +89,48 @@ static size_t skip_ws(const struct parser *ps, size_t i)
 	                       ps->text[i] == '\r'))
 		i++;
 	return i;
+}
+
+/* Where the member key of an object is written: the object is the first
+ * one that opens at or after from, key one of its own members (not of an
+ * object inside it). Returns the offset of key's opening quote, or 0 when
+ * it is not found (an offset no member can have). */
+static size_t member_of(const struct parser *ps, size_t from, const char *key)
+{
+	size_t klen = strlen(key), i = from;
+	int depth = 0;
+	while (i < ps->len && ps->text[i] != '{')
+		i++;
+	for (; i < ps->len; i++) {
+		char c = ps->text[i];
+		if (c == '"') {
+			size_t start = i;
+			for (i++; i < ps->len && ps->text[i] != '"'; i++)
+				if (ps->text[i] == '\\')
+					i++;
+			if (depth == 1 && i < ps->len && i - start - 1 == klen &&
+			    memcmp(ps->text + start + 1, key, klen) == 0) {
+				size_t j = skip_ws(ps, i + 1);
+				if (j < ps->len && ps->text[j] == ':')
+					return start;
+			}
+		} else if (c == '{' || c == '[') {
+			depth++;
+		} else if ((c == '}' || c == ']') && --depth == 0) {
+			break;
+		}
+	}
+	return 0;
+}
+
+/* The member path (a top-level member, then one of its own, NULL: none)
+ * is being parsed: errors are located within it first. */
+static void scope(struct parser *ps, const char *top, const char *name)
+{
+	size_t at = member_of(ps, 0, top);
+	if (at && name)
+		at = member_of(ps, at, name);
+	ps->from = at;
 }
 
 static void element_span(const struct parser *ps, const char *key, size_t idx, struct span *sp)
@@ -497,7 +547,10 @@ static int parse_hook(struct parser *ps, json_object *on, const char *name,
 	if (!*out)
 		return -1;
 	snprintf(full, sizeof full, "$%s", name);
-	return parse_event(ps, full, o, *out);
+	scope(ps, "on", name);
+	int rc = parse_event(ps, full, o, *out);
+	ps->from = 0;
+	return rc;
 }
 
 /* --- bus routes --- */
@@ -845,6 +898,10 @@ static int parse_config(struct parser *ps, json_object *o)
 		struct config scratch;
 		config_defaults(&scratch);
 		int rc = config_set(&scratch, key, config_text(v), "config", why, sizeof why);
+		/* log.target's choices are checked with the whole configuration;
+		 * on its own, its value can be checked here. */
+		if (rc == 0 && strcmp(key, "log.target") == 0)
+			rc = config_check(&scratch, "config", why, sizeof why);
 		config_free(&scratch);
 		if (rc < 0)
 			return fail(ps, key, "%s", why, NULL);
@@ -863,7 +920,8 @@ int profile_apply_config(const struct profile *p, struct config *c, char *err, s
 		    config_default(c, key, config_text(v), origin, err, errlen) < 0)
 			return -1;
 	}
-	return 0;
+	/* The sources passed these checks: what fails now, the profile set. */
+	return config_check(c, origin, err, errlen);
 }
 
 static int parse_root(struct parser *ps, json_object *root)
@@ -890,9 +948,12 @@ static int parse_root(struct parser *ps, json_object *root)
 		return -1;
 	if (get_type(ps, root, "rooms", json_type_object, &o, "profile") < 0 || parse_rooms(ps, o) < 0)
 		return -1;
-	if (get_type(ps, root, "history", json_type_object, &o, "profile") < 0 ||
-	    parse_history(ps, o) < 0)
+	if (get_type(ps, root, "history", json_type_object, &o, "profile") < 0)
 		return -1;
+	scope(ps, "history", NULL);
+	if (parse_history(ps, o) < 0)
+		return -1;
+	ps->from = 0;
 	if (get_type(ps, root, "ack", json_type_object, &o, "profile") < 0)
 		return -1;
 	if (o) {
@@ -929,9 +990,11 @@ static int parse_root(struct parser *ps, json_object *root)
 		if (!p->events)
 			return -1;
 		json_object_object_foreach(o, name, ev) {
+			scope(ps, "events", name);
 			if (parse_event(ps, name, ev, &p->events[p->nevents++]) < 0)
 				return -1;
 		}
+		ps->from = 0;
 	}
 	if (get_type(ps, root, "api", json_type_object, &o, "profile") < 0)
 		return -1;
@@ -941,31 +1004,39 @@ static int parse_root(struct parser *ps, json_object *root)
 		if (!p->api_events)
 			return -1;
 		json_object_object_foreach(o, name, ev) {
+			scope(ps, "api", name);
 			if (parse_event(ps, name, ev, &p->api_events[p->napi_events++]) < 0)
 				return -1;
 			if (profile_event(p, name))
 				return fail(ps, name, "api: \"%s\" is a client event too", name, NULL);
 		}
+		ps->from = 0;
 	}
 	for (size_t i = 0; i < p->nevents; i++) {
 		const char *d = p->events[i].on_disconnect;
+		scope(ps, "events", p->events[i].name);
 		if (d && !profile_event(p, d))
 			return fail(ps, "on_disconnect", "event \"%s\": on_disconnect names no event "
 			            "(\"%s\")", p->events[i].name, d);
 	}
+	ps->from = 0;
 	if (get_type(ps, root, "bus", json_type_array, &o, "profile") < 0 || parse_routes(ps, o) < 0)
 		return -1;
 	if (get_type(ps, root, "http", json_type_object, &o, "profile") < 0 || parse_http(ps, o) < 0)
 		return -1;
-	if (get_type(ps, root, "stats", json_type_object, &o, "profile") < 0 || parse_stats(ps, o) < 0)
+	if (get_type(ps, root, "stats", json_type_object, &o, "profile") < 0)
 		return -1;
+	scope(ps, "stats", NULL);
+	if (parse_stats(ps, o) < 0)
+		return -1;
+	ps->from = 0;
 	return 0;
 }
 
 struct profile *profile_parse(const char *text, size_t len, const char *file,
                               char *err, size_t errlen)
 {
-	struct parser ps = { text, len, file, err, errlen, NULL };
+	struct parser ps = { text, len, file, err, errlen, NULL, 0 };
 	struct json_tokener *tok;
 	json_object *root;
 

@@ -15,9 +15,12 @@
 import { before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { makeTest, finish, AEOLUS_ONLY } from './helpers.mjs';
 import {
-  startApp, startRedis, haveRedis, connect, closeAll, uniq, sleep, T, QUIET, SLOW,
+  startApp, startRedis, haveRedis, connect, closeAll, uniq, sleep, T, QUIET, SLOW, PROFILE_DIR,
 } from './app-lib.mjs';
 
 const HAVE_REDIS = await haveRedis();
@@ -27,6 +30,7 @@ const TRANSPORTS = ['polling', 'websocket'];
 const KEYS = ['message', 'username', '__createdtime__'];
 
 let d;               // on the store of the run
+let ds;              // the same, its join given args.since (which the list cannot serve)
 let redis;           // the Redis part's own server
 let a; let b;        // two instances on it
 const PREFIX = `pp${process.pid}`;
@@ -48,11 +52,20 @@ const OLD_VALID = OLD.filter((t, i) => i !== 2 && i !== 5).map((t) => JSON.parse
 // A room whose list is full but one: what aeolus appends trims the oldest.
 const FULL_ROOM = uniq('interview');
 
-const test = makeTest(() => [d, a, b]);
+const test = makeTest(() => [d, ds, a, b]);
+
+const SINCE_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'aeolus-peerprep-'));
+{
+  const p = JSON.parse(fs.readFileSync(path.join(PROFILE_DIR, 'peerprep.json'), 'utf8'));
+  p.name = 'peerprep-since';
+  p.events.join.args.since = '{req.since}';
+  fs.writeFileSync(path.join(SINCE_DIR, 'peerprep-since.json'), JSON.stringify(p, null, 2));
+}
 
 before(async () => {
   if (skip) return;
   d = await startApp({ profile: 'peerprep', jwt: false });
+  ds = await startApp({ profile: 'peerprep-since', jwt: false, set: { 'server.profile_dir': SINCE_DIR } });
   if (skipRedis) return;
   redis = await startRedis();
   await redis.command('RPUSH', `chat_history_${OLD_ROOM}`, ...OLD);
@@ -74,7 +87,8 @@ afterEach(() => closeAll());
 
 after(async () => {
   closeAll();
-  await finish([d, a, b], d);
+  await finish([d, ds, a, b], d);
+  fs.rmSync(SINCE_DIR, { recursive: true, force: true });
   if (redis) await redis.stop();
 });
 
@@ -292,6 +306,18 @@ test('a room id given as a number is the room of its decimal string', { skip }, 
   await alice.next('receive', (m) => isNotice(m) && m.message === joined('bob'));
   await send(alice, 'alice', Number(room), 'numbered');
   await bob.next('receive', (m) => m.message === 'numbered');
+});
+
+test('a join asking for messages since an id is refused, and the socket is not in the room', { skip }, async () => {
+  const room = uniq('interview');
+  const alice = await user('alice', 'websocket', ds); const bob = await user('bob', 'websocket', ds);
+  await join(alice, 'alice', room);
+  await refusedWith(bob, 'join', { username: 'bob', room, since: '1' }, 'username and room are required');
+  await alice.none('receive');
+  await send(alice, 'alice', room, 'not for bob');
+  await bob.none('receive');
+  // without since, the same join is served
+  await join(bob, 'bob', room);
 });
 
 // --- on Redis: the service's own list, shared with the old backend -------------

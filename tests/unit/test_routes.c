@@ -456,6 +456,19 @@ static const struct { const char *member, *err; } bad_lists[] = {
 	  "test.json:3: event \"j\": \"each\" must be a context path" },
 	{ "\"events\": {\"j\": {\"emit\": [{\"reply\": true,\n \"each\": \"history\"}]}}",
 	  "test.json:3: event \"j\": \"each\" cannot go with \"reply\"" },
+	/* An error is located in its own event or member, not at the first
+	 * member of that name in the file. */
+	{ "\"events\": {\"a\": {\"require\": [\"x\"], \"emit\": [{\"event\": \"e\", \"each\": \"h\"}]},\n"
+	  " \"b\": {\"require\": [\"x||y\"]}}",
+	  "test.json:3: event \"b\": \"require\": \"x||y\" must be field names separated by |" },
+	{ "\"events\": {\"a\": {\"emit\": [{\"event\": \"e\", \"each\": \"h\"}]},\n"
+	  " \"b\": {\"emit\": [{\"event\": \"e\", \"each\": \"a b\"}]}}",
+	  "test.json:3: event \"b\": \"each\" must be a context path" },
+	{ "\"events\": {\"j\": {\"args\": {\"history\": 5, \"size\": 0}}},\n"
+	  " \"history\": {\"key\": \"h\", \"size\": 0}",
+	  "test.json:3: history: \"size\" must be from 1 to 100000" },
+	{ "\"rooms\": {\"roles\": {\"A\": \"a\"}},\n \"stats\": {\"roles\": [\"A\", \"A\"]}",
+	  "test.json:3: stats: \"roles\" names \"A\" twice" },
 };
 
 START_TEST(list_member_errors)
@@ -521,12 +534,30 @@ START_TEST(profile_config_defaults)
 	const char *text = "{\"name\": \"t\", \"config\": {\"typing.ttl\": 7, \"api.enable\": true,"
 	                   " \"auth.jwt_issuer\": \"i\"}}";
 	config_defaults(&cfg);
+	ck_assert_int_eq(config_set(&cfg, "api.secret", "s", "test", err, sizeof err), 0);
 	prof = profile_parse(text, strlen(text), "t.json", err, sizeof err);
 	ck_assert_msg(prof != NULL, "%s", err);
 	ck_assert_int_eq(profile_apply_config(prof, &cfg, err, sizeof err), 0);
 	ck_assert_uint_eq(cfg.typing_ttl_ms, 7000);
 	ck_assert_int_eq(cfg.api_enable, 1);
 	ck_assert_str_eq(cfg.auth_jwt_issuer, "i");
+	profile_free(prof);
+	config_free(&cfg);
+}
+END_TEST
+
+/* The checks across keys hold for a profile's defaults as for the file's:
+ * api.enable without a secret stops the start. */
+START_TEST(profile_config_checked_across)
+{
+	char err[512];
+	const char *text = "{\"name\": \"t\", \"config\": {\"api.enable\": true}}";
+	config_defaults(&cfg);
+	prof = profile_parse(text, strlen(text), "t.json", err, sizeof err);
+	ck_assert_msg(prof != NULL, "%s", err);
+	ck_assert_int_eq(profile_apply_config(prof, &cfg, err, sizeof err), -1);
+	ck_assert_str_eq(err, "t.json: config: api.enable = yes needs api.secret (or SERVER_SECRET): "
+	                      "the backend's calls carry it");
 	profile_free(prof);
 	config_free(&cfg);
 }
@@ -542,6 +573,8 @@ static const struct { const char *config, *err; } bad_config[] = {
 	{ "{\"auth.jwt_leeway\": [10]}",
 	  "t.json:3: config: \"auth.jwt_leeway\" must be a string, an integer or a boolean" },
 	{ "[]", "t.json:2: profile: \"config\" must be an object" },
+	{ "{\"log.target\": \"file\"}",
+	  "t.json:3: config: log.target: expected stderr or syslog, got 'file'" },
 };
 
 START_TEST(profile_config_errors)
@@ -589,6 +622,7 @@ static Suite *routes_suite(void)
 
 	tc = tcase_create("config");
 	tcase_add_test(tc, profile_config_defaults);
+	tcase_add_test(tc, profile_config_checked_across);
 	suite_add_tcase(s, tc);
 	return s;
 }
