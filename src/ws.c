@@ -29,8 +29,19 @@
  * the socket and hands MHD's back at once (MHD_UPGRADE_ACTION_CLOSE): MHD
  * frees its side and closes its descriptor, without shutdown() on the
  * upgrade path, so the socket lives on through the duplicate, which this
- * file owns and closes. An idle WebSocket then costs this file's records,
- * wslay's context and libevent's two events. */
+ * file owns and closes.
+ *
+ * wslay's context holds two fixed 4 KB buffers. A connection keeps one only
+ * while wslay holds state: it is made when bytes arrive (or when a close
+ * must be sent), and "parked" (freed) after a pass in which every byte
+ * read belonged to a complete frame, no fragmented message is under way,
+ * no close was sent or received and wslay has nothing to write. Frame
+ * boundaries come from wslay's frame callbacks: a client frame's header is
+ * 2 bytes, the extended length (2 or 8) and the 4-byte mask, so the bytes
+ * of the frames completed add up to the bytes read exactly when nothing is
+ * half read (a header longer than the shortest encoding only keeps the
+ * context). An idle WebSocket then costs this file's record and libevent's
+ * two events. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -54,7 +65,9 @@
 
 struct ws_conn {
 	int fd;
-	wslay_event_context_ptr ctx;
+	wslay_event_context_ptr ctx; /* NULL: parked, nothing half read (see above) */
+	struct ws_frames frames;     /* since ctx was made */
+	size_t max_message;
 	struct event *rev, *wev, *grace;
 	const struct ws_ops *ops;
 	void *ud;
@@ -80,6 +93,25 @@ static struct event *pass_ev;
 static struct ws_conn *dirty;
 static unsigned nconns;
 
+static int unpark(struct ws_conn *c);
+static void park(struct ws_conn *c);
+
+/* wslay's answers for a parked connection: nothing to write, no close. */
+static int want_write(const struct ws_conn *c)
+{
+	return c->ctx && wslay_event_want_write(c->ctx);
+}
+
+static int want_read(const struct ws_conn *c)
+{
+	return !c->ctx || wslay_event_want_read(c->ctx);
+}
+
+static int close_sent(const struct ws_conn *c)
+{
+	return c->ctx && wslay_event_get_close_sent(c->ctx);
+}
+
 /* Drops the queued frames, except one half written (when keep_partial). */
 static void drop_queue(struct ws_conn *c, int keep_partial)
 {
@@ -91,7 +123,7 @@ static int write_queue(struct ws_conn *c)
 	enum { MAX_IOV = 64 };
 	struct iovec iov[MAX_IOV];
 
-	if (wslay_event_get_close_sent(c->ctx))
+	if (close_sent(c))
 		drop_queue(c, 0);        /* nothing may follow a close frame */
 
 	while (c->q.len) {
@@ -150,7 +182,8 @@ static void destroy(struct ws_conn *c)
 	event_free(c->wev);
 	if (c->grace)
 		event_free(c->grace);
-	wslay_event_context_free(c->ctx);
+	if (c->ctx)
+		wslay_event_context_free(c->ctx);
 	free(c->extra);
 	eio_msgq_free(&c->q);
 	close(c->fd);
@@ -168,22 +201,23 @@ static void flush(struct ws_conn *c)
 		return;
 	if (c->qoff && write_queue(c) < 0)
 		goto fail;
-	if (!c->qoff && wslay_event_want_write(c->ctx) && wslay_event_send(c->ctx) < 0)
+	if (!c->qoff && want_write(c) && wslay_event_send(c->ctx) < 0)
 		goto fail;
-	if (!c->qoff && !wslay_event_want_write(c->ctx) && write_queue(c) < 0)
+	if (!c->qoff && !want_write(c) && write_queue(c) < 0)
 		goto fail;
-	if (c->close_pending && !c->q.len && !wslay_event_want_write(c->ctx)) {
+	if (c->close_pending && !c->q.len && !want_write(c)) {
 		c->close_pending = 0;
-		if (wslay_event_queue_close(c->ctx, c->close_code, (const uint8_t *)c->close_reason,
+		if (unpark(c) < 0 ||
+		    wslay_event_queue_close(c->ctx, c->close_code, (const uint8_t *)c->close_reason,
 		                            strlen(c->close_reason)) != 0 ||
 		    wslay_event_send(c->ctx) < 0)
 			goto fail;
 	}
-	if (c->q.len || c->close_pending || wslay_event_want_write(c->ctx)) {
+	if (c->q.len || c->close_pending || want_write(c)) {
 		event_add(c->wev, NULL);
 	} else {
 		event_del(c->wev);
-		if (!wslay_event_want_read(c->ctx))
+		if (!want_read(c))
 			kill_conn(c);
 	}
 	return;
@@ -205,6 +239,8 @@ static void on_pass(evutil_socket_t fd, short what, void *arg)
 				flush(c);
 			if (c->dead && !c->dirty)
 				destroy(c);
+			else if (!c->dead)
+				park(c);
 		}
 	}
 }
@@ -230,6 +266,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
 			n = len;
 		memcpy(buf, c->extra + c->extra_off, n);
 		c->extra_off += n;
+		c->frames.in += n;
 		return (ssize_t)n;
 	}
 	if (c->budget == 0) {
@@ -244,6 +281,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
 	while (r < 0 && errno == EINTR);
 	if (r > 0) {
 		c->budget -= (size_t)r;
+		c->frames.in += (uint64_t)r;
 		return r;
 	}
 	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -288,11 +326,76 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 		                   (const char *)a->msg, a->msg_length, c->ud);
 }
 
+void ws_frames_start(struct ws_frames *f, int fin, int opcode, uint64_t n)
+{
+	/* 2 bytes, the extended length, the mask every client frame has */
+	f->cur = 2 + (n < 126 ? 0 : n < 65536 ? 2 : 8) + 4 + n;
+	if (opcode == WSLAY_TEXT_FRAME || opcode == WSLAY_BINARY_FRAME ||
+	    opcode == WSLAY_CONTINUATION_FRAME)
+		f->frag = !fin;
+}
+
+void ws_frames_end(struct ws_frames *f)
+{
+	f->done += f->cur;
+	f->cur = 0;
+}
+
+int ws_frames_between(const struct ws_frames *f)
+{
+	return f->in == f->done && !f->frag;
+}
+
+/* Frame boundaries, for parking (see the top of this file). */
+static void on_frame_start(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_start_arg *a, void *arg)
+{
+	struct ws_conn *c = arg;
+	(void)ctx;
+	ws_frames_start(&c->frames, a->fin, a->opcode, a->payload_length);
+}
+
+static void on_frame_end(wslay_event_context_ptr ctx, void *arg)
+{
+	struct ws_conn *c = arg;
+	(void)ctx;
+	ws_frames_end(&c->frames);
+}
+
 static const struct wslay_event_callbacks callbacks = {
 	.recv_callback = recv_cb,
 	.send_callback = send_cb,
+	.on_frame_recv_start_callback = on_frame_start,
+	.on_frame_recv_end_callback = on_frame_end,
 	.on_msg_recv_callback = on_msg,
 };
+
+/* Gives the connection a wslay context if it has none. */
+static int unpark(struct ws_conn *c)
+{
+	if (c->ctx)
+		return 0;
+	if (wslay_event_context_server_init(&c->ctx, &callbacks, c) != 0) {
+		c->ctx = NULL;
+		log_warn("ws: fd %d: out of memory", c->fd);
+		return -1;
+	}
+	wslay_event_config_set_max_recv_msg_length(c->ctx, c->max_message);
+	memset(&c->frames, 0, sizeof c->frames);
+	return 0;
+}
+
+/* Frees the wslay context when it holds nothing (see the top of this file). */
+static void park(struct ws_conn *c)
+{
+	if (!c->ctx || c->closing || !ws_frames_between(&c->frames) ||
+	    c->extra_off < c->extra_len || wslay_event_want_write(c->ctx) ||
+	    !wslay_event_want_read(c->ctx) || wslay_event_get_close_sent(c->ctx) ||
+	    wslay_event_get_close_received(c->ctx))
+		return;
+	wslay_event_context_free(c->ctx);
+	c->ctx = NULL;
+}
 
 static void on_grace(evutil_socket_t fd, short what, void *arg)
 {
@@ -304,7 +407,7 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
 static void fail(struct ws_conn *c)
 {
 	static const uint8_t close_1002[] = { 0x88, 0x02, 0x03, 0xea };
-	if (!c->eof && !wslay_event_get_close_sent(c->ctx))
+	if (!c->eof && !close_sent(c))
 		(void)!send(c->fd, close_1002, sizeof close_1002, MSG_NOSIGNAL | MSG_DONTWAIT);
 	kill_conn(c);
 }
@@ -316,6 +419,10 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 	if (c->dead)
 		return;
 	c->budget = RECV_BUDGET;
+	if (unpark(c) < 0) {
+		kill_conn(c);
+		return;
+	}
 	if (wslay_event_recv(c->ctx) < 0) {
 		fail(c);
 		return;
@@ -353,8 +460,7 @@ struct ws_conn *ws_conn_new(int fd, struct MHD_UpgradeResponseHandle *urh,
 		memcpy(c->extra, extra, extra_len);
 		c->extra_len = extra_len;
 	}
-	if (wslay_event_context_server_init(&c->ctx, &callbacks, c) != 0)
-		goto fail;
+	c->max_message = lim->max_message;
 	/* With Nagle on, frames written one by one leave one by one, each
 	 * after the previous is acknowledged (see the top of this file). */
 	c->max_iov = lim->nodelay ? 64 : 1;
@@ -362,7 +468,6 @@ struct ws_conn *ws_conn_new(int fd, struct MHD_UpgradeResponseHandle *urh,
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	}
-	wslay_event_config_set_max_recv_msg_length(c->ctx, lim->max_message);
 	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read, c);
 	c->wev = event_new(base, fd, EV_WRITE, on_write, c);
 	if (!c->rev || !c->wev || event_add(c->rev, NULL) < 0)
@@ -401,7 +506,8 @@ int ws_send(struct ws_conn *c, struct eio_msg *m)
 {
 	if (c->dead || c->closing)
 		return -1;
-	if (c->q.bytes + wslay_event_get_queued_msg_length(c->ctx) + m->len > c->max_queue) {
+	size_t wslay_queued = c->ctx ? wslay_event_get_queued_msg_length(c->ctx) : 0;
+	if (c->q.bytes + wslay_queued + m->len > c->max_queue) {
 		log_info("ws: fd %d: output queue over %zu bytes, slow consumer cut off",
 		         c->fd, c->max_queue);
 		drop_queue(c, 1);

@@ -33,6 +33,26 @@ struct ws_ops {
 	void (*on_close)(struct ws_conn *c, void *ud);
 };
 
+/* Where a client's byte stream stands between frames, from wslay's frame
+ * callbacks: ws.c frees wslay's context (two 4 KB buffers) while a
+ * connection holds nothing half read, and makes a new one when bytes come.
+ * Pure, so that a fuzzer checks the rule against a context kept for good. */
+struct ws_frames {
+	uint64_t in;                 /* bytes given to wslay */
+	uint64_t done;               /* bytes of the frames it finished */
+	uint64_t cur;                /* the frame being read: header and payload */
+	unsigned frag : 1;           /* a fragmented message is under way */
+};
+
+/* A frame's header was read (wslay's on_frame_recv_start). */
+void ws_frames_start(struct ws_frames *f, int fin, int opcode, uint64_t payload_length);
+/* Its payload too (on_frame_recv_end). */
+void ws_frames_end(struct ws_frames *f);
+/* Nothing half read: every byte given belongs to a finished frame, and no
+ * fragmented message is under way. A header written longer than needed
+ * only ever answers 0. */
+int ws_frames_between(const struct ws_frames *f);
+
 struct ws_limits {
 	size_t max_message;          /* larger messages are refused with 1009 */
 	size_t max_queue;            /* more unsent bytes than this: cut off */
