@@ -13,31 +13,12 @@ Prints one line per check and a final 'N passed, N failed' line; exits 1 on any 
 import queue
 import sys
 import time
-import traceback
 
 import socketio
 
+from pycheck import check, expect, summary
+
 TIMEOUT = 5
-
-results = []
-
-
-def check(name, fn):
-    try:
-        fn()
-    except Exception:  # noqa: BLE001 - report every failure and go on
-        results.append((name, False))
-        print(f"FAIL {name}")
-        traceback.print_exc(file=sys.stdout)
-    else:
-        results.append((name, True))
-        print(f"ok   {name}")
-    sys.stdout.flush()
-
-
-def expect(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
 
 
 def run_mode(url, mode):
@@ -127,10 +108,7 @@ def main():
     modes = sys.argv[2:] or ['upgrade', 'polling', 'websocket']
     for mode in modes:
         run_mode(url, mode)
-    passed = sum(1 for _, ok in results if ok)
-    failed = len(results) - passed
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 and passed > 0 else 1
+    return summary()
 
 
 if __name__ == '__main__':

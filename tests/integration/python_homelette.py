@@ -17,35 +17,15 @@ import datetime
 import queue
 import re
 import sys
-import traceback
 
 import socketio
+
+from pycheck import check, expect, summary
 
 TIMEOUT = 5
 EVENTS = ('user_online', 'online_users', 'user_offline', 'private_message',
           'conversation_message', 'message_delivered', 'user_typing', 'error')
 UUID = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$')
-
-results = []
-
-
-def check(name, fn):
-    try:
-        fn()
-    except Exception:  # noqa: BLE001 - report every failure and go on
-        results.append((name, False))
-        print(f"FAIL {name}")
-        traceback.print_exc(file=sys.stdout)
-    else:
-        results.append((name, True))
-        print(f"ok   {name}")
-    sys.stdout.flush()
-
-
-def expect(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-
 
 class UserClient:
     """One user, as Homelette's test client: a handler per event, all queued."""
@@ -193,10 +173,7 @@ def main():
     url, alice_id, alice_token, bob_id, bob_token = sys.argv[1:6]
     mode = sys.argv[6] if len(sys.argv) == 7 else 'websocket'
     run(url, alice_id, alice_token, bob_id, bob_token, mode)
-    passed = sum(1 for _, ok in results if ok)
-    failed = len(results) - passed
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 and passed > 0 else 1
+    return summary()
 
 
 if __name__ == '__main__':
