@@ -96,6 +96,7 @@ struct req {
 	struct api_run *run;         /* run by the HTTP API (app_run), or NULL */
 	struct eio_msg **atts;       /* the event's binary attachments (references) */
 	int natts;
+	char *list;                  /* join: the key of its room's history list, or NULL */
 };
 
 static void run_reply(struct req *r, json_object *data);
@@ -240,6 +241,7 @@ static void req_free(struct req *r)
 	free(r->room);
 	free(r->user_id);
 	free(r->name);
+	free(r->list);
 	free(r);
 }
 
@@ -533,21 +535,32 @@ static int token_allows(struct app_sock *as, const char *pattern, const char *ro
 
 /* --- actions --- */
 
-/* The profile's "history": the rooms' histories are lists another program
- * shares (store.h, list_append), named by a template over the context.
- * Returns the key for r's room (malloc'd), or NULL: the store's own
- * histories (*bad untouched), or a key that cannot be built (*bad set). */
-static char *history_list(struct req *r, int *bad)
+/* Where r's room keeps its history. With the profile's "history", the
+ * rooms' histories are lists another program shares (store.h,
+ * list_append), named by a template over the context: *list is then the
+ * key for r's room (malloc'd), else NULL (the store's own histories).
+ * Such a list has no message ids: when ids names the ids the request
+ * gives ("since"; NULL for none), or when the key cannot be built, r is
+ * refused and -1 returned. */
+static int history_source(struct req *r, const char *ids, char **list)
 {
+	char msg[80];
+	*list = NULL;
 	if (!r->app->p->history_key)
-		return NULL;
-	char *key = tmpl_string(r->app->p->history_key, r->ctx);
-	if (!key || !*key) {
-		free(key);
-		*bad = 1;
-		return NULL;
+		return 0;
+	if (ids) {
+		snprintf(msg, sizeof msg, "this history has no message ids: %s", ids);
+		fail(r, "bad_request", msg, 0);
+		return -1;
 	}
-	return key;
+	*list = tmpl_string(r->app->p->history_key, r->ctx);
+	if (!*list || !**list) {
+		free(*list);
+		*list = NULL;
+		fail(r, "bad_request", "the history's key cannot be built", 0);
+		return -1;
+	}
+	return 0;
 }
 
 /* How many messages a history keeps, at most. */
@@ -597,23 +610,11 @@ static void join_members_done(int err, json_object *v, void *ud)
 	}
 	unsigned cap = history_cap(r->app);
 	struct history_query q = { since, NULL, n > 0 && (uint64_t)n < cap ? (unsigned)n : cap };
-	int nokey = 0;
-	char *list = history_list(r, &nokey);
-	if (list && since) {
-		free(since);
-		free(list);
-		return fail(r, "bad_request", "this history has no message ids: since", 0);
-	}
-	if (nokey) {
-		free(since);
-		return fail(r, "bad_request", "the history's key cannot be built", 0);
-	}
-	if (list)
-		store_list_tail(r->app->st, list, q.limit, join_history_done, r);
+	if (r->list)                 /* act_join made it, and refused what it cannot serve */
+		store_list_tail(r->app->st, r->list, q.limit, join_history_done, r);
 	else
 		store_history_get(r->app->st, r->room, &q, join_history_done, r);
 	free(since);
-	free(list);
 }
 
 static void join_added(int err, int first, void *ud)
@@ -690,22 +691,18 @@ static void act_join(struct req *r, struct sio_socket *s)
 {
 	struct app *a = r->app;
 	const char *pattern;
-	/* What a history of another program's cannot serve is refused before
-	 * the socket joins (join_members_done checks the same once joined). */
+	/* A history of another program's is located, and what it cannot
+	 * serve refused, before the socket joins. */
 	if (a->p->history_key) {
-		int bad = 0, nokey = 0;
+		int bad = 0;
 		char *since = arg_string(r, "since", &bad);
 		json_object *count = arg(r, "history", &bad);
 		int64_t n = count ? json_object_get_int64(count) : 0;
 		json_object_put(count);
-		if (since) {
-			free(since);
-			return fail(r, "bad_request", "this history has no message ids: since", 0);
-		}
-		if (n > 0)
-			free(history_list(r, &nokey));
-		if (nokey)
-			return fail(r, "bad_request", "the history's key cannot be built", 0);
+		int rc = since || n > 0 ? history_source(r, since ? "since" : NULL, &r->list) : 0;
+		free(since);
+		if (rc < 0)
+			return;
 	}
 	switch (policy_for(a, r->room, &pattern)) {
 	case P_OPEN:
@@ -802,11 +799,10 @@ static void send_now(struct req *r, json_object *settings)
 	if (settings && json_object_object_get_ex(settings, "historySize", &hs) &&
 	    json_object_is_type(hs, json_type_int))
 		cap = json_object_get_int(hs);
-	int nokey = 0;
-	char *list = history_list(r, &nokey);
-	if (nokey) {
+	char *list;
+	if (history_source(r, NULL, &list) < 0) {
 		json_object_put(msg);
-		return fail(r, "bad_request", "the history's key cannot be built", 0);
+		return;
 	}
 	if (list) {              /* kept as built: no id */
 		ctx_set(r->ctx, "message", msg);
@@ -1002,17 +998,14 @@ static void act_history(struct req *r, struct sio_socket *s)
 	unsigned cap = history_cap(r->app);
 	struct history_query q = { after, before, limit <= 0 || (uint64_t)limit > cap ? cap
 	                                                                            : (unsigned)limit };
-	int nokey = 0;
-	char *list = history_list(r, &nokey);
-	if (list && (after || before))
-		fail(r, "bad_request", "this history has no message ids: after, before", 0);
-	else if (nokey)
-		fail(r, "bad_request", "the history's key cannot be built", 0);
-	else if (list)
-		store_list_tail(r->app->st, list, q.limit, history_done, r);
-	else
-		store_history_get(r->app->st, r->room, &q, history_done, r);
-	free(list);
+	char *list;
+	if (history_source(r, after || before ? "after, before" : NULL, &list) == 0) {
+		if (list)
+			store_list_tail(r->app->st, list, q.limit, history_done, r);
+		else
+			store_history_get(r->app->st, r->room, &q, history_done, r);
+		free(list);
+	}
 	free(after);
 	free(before);
 }
